@@ -1,0 +1,35 @@
+# The two set-up commands: `make run` (daemon on its embedded default) and `make test` (the whole suite).
+# Both install what they need on a fresh Debian machine: SoftHSM2 and OpenSC from Debian, Python deps in .venv.
+
+PYTHON ?= python3
+VENV ?= .venv
+DATA_DIR ?= $(CURDIR)/var
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := softhsm2 opensc openssl
+
+export SCAIVAULT_PKI_DATA_DIR ?= $(DATA_DIR)
+
+.PHONY: run test deps venv clean
+
+deps:
+	@if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null || ! command -v openssl >/dev/null; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES); \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+run: deps venv
+	$(VENV)/bin/scaivault-pki init
+	$(VENV)/bin/scaivault-pki serve
+
+test: deps venv
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,144 @@
+"""Storage models. The tables themselves are made by the numbered migrations in ``schema/migrations``.
+
+Portable by construction: string UUID keys, naive-UTC timestamps, JSON kept as text, bytes as BLOB/BYTEA, so
+the same models run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import peewee
+
+from .db import database
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> dt.datetime:
+    """Now in UTC, naive (the database stores naive UTC), second precision like X.509 times."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+class JSONField(peewee.TextField):
+    """JSON kept as text, so it behaves the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BytesField(peewee.BlobField):
+    """A blob that always reads back as ``bytes`` (SQLite hands out bytes, psycopg2 a memoryview)."""
+
+    def python_value(self, value: Any) -> bytes | None:
+        return None if value is None else bytes(value)
+
+
+class BaseModel(peewee.Model):
+    id = peewee.CharField(primary_key=True, max_length=36, default=new_id)
+
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Tenant(BaseModel):
+    name = peewee.CharField(max_length=128, unique=True)
+    allow_self_approval = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "tenants"
+
+
+class ApiToken(BaseModel):
+    """A bearer token. Only the SHA-256 of the secret is kept (see ``auth.hash_token``)."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="tokens", on_delete="CASCADE")
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    scopes = peewee.TextField()  # space-separated, as in OAuth
+    description = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "api_tokens"
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class CertificateAuthority(BaseModel):
+    tenant = peewee.ForeignKeyField(Tenant, backref="cas", on_delete="CASCADE")
+    name = peewee.CharField(max_length=128)
+    common_name = peewee.CharField(max_length=64)
+    ca_type = peewee.CharField(max_length=16)  # root | intermediate
+    parent = peewee.ForeignKeyField("self", null=True, backref="children", on_delete="RESTRICT")
+    key_type = peewee.CharField(max_length=8)  # rsa | ec
+    key_size = peewee.IntegerField()
+    hsm_key_id = peewee.CharField(max_length=64, unique=True)
+    signature_algorithm = peewee.CharField(max_length=32)
+    serial_number = peewee.CharField(max_length=40)
+    subject_key_id = peewee.CharField(max_length=64)
+    certificate_der = BytesField()
+    path_len = peewee.IntegerField(null=True)
+    not_before = peewee.DateTimeField()
+    not_after = peewee.DateTimeField()
+    status = peewee.CharField(max_length=16, default="active")  # active | revoked
+    revoked_at = peewee.DateTimeField(null=True)
+    revocation_reason = peewee.CharField(max_length=32, null=True)
+    crl_number = peewee.BigIntegerField(default=0)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "certificate_authorities"
+        indexes = ((("tenant", "name"), True),)
+
+
+class Certificate(BaseModel):
+    """Every certificate a CA of ours signed (CA certificates too, ``source='ca'``), and imported ones.
+
+    The unique (ca, serial_number) index is what makes serials unique per CA.
+    """
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="certificates", on_delete="CASCADE")
+    ca = peewee.ForeignKeyField(CertificateAuthority, null=True, backref="certificates", on_delete="RESTRICT")
+    serial_number = peewee.CharField(max_length=40)
+    source = peewee.CharField(max_length=16)  # ca | issued | signed | csr | imported | acme
+    role_name = peewee.CharField(max_length=128, null=True)
+    common_name = peewee.CharField(max_length=255, null=True)
+    sans = JSONField(default=dict)
+    key_type = peewee.CharField(max_length=8, null=True)
+    key_size = peewee.IntegerField(null=True)
+    not_before = peewee.DateTimeField()
+    not_after = peewee.DateTimeField()
+    certificate_der = BytesField()
+    fingerprint_sha256 = peewee.CharField(max_length=64)
+    status = peewee.CharField(max_length=16, default="valid")  # valid | revoked
+    revoked_at = peewee.DateTimeField(null=True)
+    revocation_reason = peewee.CharField(max_length=32, null=True)
+    tags = JSONField(default=dict)
+    description = peewee.TextField(default="")
+    private_key_ciphertext = BytesField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "certificates"
+        indexes = (
+            (("ca", "serial_number"), True),
+            (("tenant", "fingerprint_sha256"), True),
+            (("tenant", "created_at", "id"), False),
+            (("tenant", "not_after"), False),
+        )
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (Tenant, ApiToken, CertificateAuthority, Certificate)
