@@ -24,7 +24,7 @@ def open_database(url: str) -> peewee.Database:
     if url.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS)
     elif url.startswith(("postgres://", "postgresql://")):
-        db = connect(url, autorollback=True)
+        db = connect(url)
     else:
         raise ValueError(f"unsupported database URL scheme in {url.split(':', 1)[0]!r}; use sqlite or postgresql")
     database.initialize(db)

@@ -2,13 +2,13 @@
 
 STATEMENTS = [
     """CREATE TABLE tenants (
-        id VARCHAR(36) PRIMARY KEY,
+        id VARCHAR(36) NOT NULL PRIMARY KEY,
         name VARCHAR(128) NOT NULL UNIQUE,
         allow_self_approval BOOLEAN NOT NULL DEFAULT FALSE,
         created_at TIMESTAMP NOT NULL
     )""",
     """CREATE TABLE api_tokens (
-        id VARCHAR(36) PRIMARY KEY,
+        id VARCHAR(36) NOT NULL PRIMARY KEY,
         tenant_id VARCHAR(36) NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
         token_hash VARCHAR(64) NOT NULL UNIQUE,
         scopes TEXT NOT NULL,
@@ -18,7 +18,7 @@ STATEMENTS = [
     )""",
     "CREATE INDEX api_tokens_tenant_id ON api_tokens (tenant_id)",
     """CREATE TABLE certificate_authorities (
-        id VARCHAR(36) PRIMARY KEY,
+        id VARCHAR(36) NOT NULL PRIMARY KEY,
         tenant_id VARCHAR(36) NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
         name VARCHAR(128) NOT NULL,
         common_name VARCHAR(64) NOT NULL,
@@ -43,7 +43,7 @@ STATEMENTS = [
     "CREATE UNIQUE INDEX certificate_authorities_tenant_id_name ON certificate_authorities (tenant_id, name)",
     "CREATE INDEX certificate_authorities_parent_id ON certificate_authorities (parent_id)",
     """CREATE TABLE certificates (
-        id VARCHAR(36) PRIMARY KEY,
+        id VARCHAR(36) NOT NULL PRIMARY KEY,
         tenant_id VARCHAR(36) NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
         ca_id VARCHAR(36) NULL REFERENCES certificate_authorities (id) ON DELETE RESTRICT,
         serial_number VARCHAR(40) NOT NULL,
