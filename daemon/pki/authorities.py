@@ -198,7 +198,6 @@ def create_ca(hsm: Any, tenant_id: str, spec: CaSpec, public_base_url: str) -> C
         else:
             issuer = None
             signer = hsm.signer(key.key_id, own_algorithm)
-        path_len = path_len if parent is not None else spec.max_path_length
         for attempt in range(SERIAL_ATTEMPTS):
             serial = random_serial()
             builder = ca_certificate_builder(
