@@ -8,6 +8,8 @@ PIN (only the path of the PIN file).
 from __future__ import annotations
 
 __all__ = [
+    "EnvelopeError",
+    "HsmDecryptError",
     "HsmError",
     "HsmKeyNotFound",
     "HsmModuleError",
@@ -56,3 +58,23 @@ class HsmKeyNotFound(HsmError):
 
 class HsmUnavailable(HsmError):
     """Any other failure: session lost, device error, token used after fork()."""
+
+
+class HsmDecryptError(HsmError):
+    """AES-GCM decryption on the token did not authenticate.
+
+    The token worked, but the ciphertext, nonce or associated data differ from
+    what was encrypted, or another key encrypted it: the stored data is
+    corrupt, was tampered with, or was copied to another record.  Retrying
+    does not help.  No plaintext is ever returned in that case.
+    """
+
+
+class EnvelopeError(ValueError):
+    """A sealed blob cannot be opened: malformed, truncated, tampered, or wrong context.
+
+    Deliberately not an :class:`HsmError` (which the daemon answers with 503,
+    "try again later"): the token is fine, the stored data is not.  A token
+    problem while opening (KEK missing, session lost) still raises the
+    :class:`HsmError` subclass, so the two causes stay apart.
+    """

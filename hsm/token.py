@@ -48,6 +48,8 @@ from .errors import (
     HsmTokenNotFound,
     HsmUnavailable,
 )
+from . import secret_keys
+from .secret_keys import require_bytes
 from .signer import Signer, resolve_algorithm
 
 __all__ = ["GeneratedKey", "Token"]
@@ -128,6 +130,8 @@ class _Login:
     # handles die with the session, and live here rather than in each Token
     # so that destroy_key_pair through one Token clears them for all.
     private_keys: dict[str, Any] = field(default_factory=dict)
+    # AES key objects (KEKs) found in this session, by hex key id; see secret_keys.py.
+    secret_keys: dict[str, Any] = field(default_factory=dict)
 
 
 _libraries: dict[str, _Library] = {}
@@ -681,6 +685,69 @@ class Token:
         with self._session("key attribute lookup") as login:
             values = self._private_key(login, hex_id).get_attributes(list(names.values()))
         return {name: bool(values[attr]) for name, attr in names.items()}
+
+    # ------------------------------------------- secret keys (see secret_keys.py)
+
+    def ensure_aes_key(self, label: str) -> str:
+        """Hex CKA_ID of the AES-256 key labelled ``label``, generated on the token if missing.
+
+        The key is sensitive, never extractable, usable for encrypt/decrypt
+        only (no wrap/unwrap/sign/verify/derive) and unmodifiable.  Only
+        ``scaivault-pki init`` should call this; workers use :meth:`find_aes_key`.
+        Raises HsmKeyNotFound if several secret keys carry the label, or the
+        one found is not a sensitive, non-extractable AES-256 key.
+        """
+        with self._session("AES key creation") as login:
+            return secret_keys.ensure_aes_key(login, label)
+
+    def find_aes_key(self, label: str) -> str:
+        """Hex CKA_ID of the AES-256 key labelled ``label``.
+
+        Never creates it: HsmKeyNotFound (telling the operator to run
+        ``scaivault-pki init``) if it is missing, and as for
+        :meth:`ensure_aes_key` if it is ambiguous or unfit.
+        """
+        with self._session("AES key lookup") as login:
+            return secret_keys.find_aes_key(login, label)
+
+    def encrypt(self, key_id: str, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
+        """AES-256-GCM-encrypt ``plaintext`` inside the token with AES key ``key_id``.
+
+        Returns ``(nonce, ciphertext || tag)``: a fresh random 12-byte nonce
+        (from :mod:`secrets`) and a 16-byte tag.  ``aad`` is authenticated, not
+        encrypted, and must be passed to :meth:`decrypt` unchanged.
+        """
+        hex_id = _parse_key_id(key_id).hex()
+        plaintext, aad = require_bytes(plaintext, "plaintext"), require_bytes(aad, "aad")
+        nonce = secrets.token_bytes(secret_keys.GCM_NONCE_BYTES)
+        with self._session("encryption") as login:
+            return nonce, secret_keys.encrypt(login, hex_id, nonce, plaintext, aad)
+
+    def decrypt(self, key_id: str, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        """Inverse of :meth:`encrypt`.
+
+        Raises HsmDecryptError if the tag does not verify (tampered data,
+        wrong ``aad``, another key), HsmKeyNotFound if the key is gone, and
+        ValueError if ``nonce`` is not 12 bytes.
+        """
+        hex_id = _parse_key_id(key_id).hex()
+        nonce = require_bytes(nonce, "nonce")
+        if len(nonce) != secret_keys.GCM_NONCE_BYTES:
+            raise ValueError(f"AES-GCM nonce must be {secret_keys.GCM_NONCE_BYTES} bytes, not {len(nonce)}")
+        ciphertext, aad = require_bytes(ciphertext, "ciphertext"), require_bytes(aad, "aad")
+        with self._session("decryption") as login:
+            return secret_keys.decrypt(login, hex_id, nonce, ciphertext, aad)
+
+    def secret_key_attributes(self, key_id: str) -> dict[str, bool]:
+        """Security attributes of an AES key, for tests and diagnostics.
+
+        Keys: sensitive, always_sensitive, extractable, never_extractable,
+        token, private, encrypt, decrypt, wrap, unwrap, sign, verify, derive,
+        local, modifiable.
+        """
+        hex_id = _parse_key_id(key_id).hex()
+        with self._session("AES key attribute lookup") as login:
+            return secret_keys.secret_key_attributes(login, hex_id)
 
     # ------------------------------------------------------------ signing
 

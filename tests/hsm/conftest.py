@@ -11,7 +11,9 @@ use subprocesses or fork.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +107,25 @@ def pkcs11_tool() -> str:
     if tool is None:
         pytest.skip("opensc pkcs11-tool not installed")
     return tool
+
+
+def run_pkcs11_tool(softhsm: SoftHsmSetup, tool: str, *args: str) -> str:
+    """Run opensc's pkcs11-tool, logged in to the test token (PIN via the environment)."""
+    env = dict(os.environ, SOFTHSM2_CONF=str(softhsm.conf), SCAIVAULT_TEST_PIN=softhsm.pin)
+    result = subprocess.run(
+        [tool, "--module", softhsm.module, "--token-label", softhsm.label,
+         "--login", "--pin", "env:SCAIVAULT_TEST_PIN", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def objects_by_id(listing: str) -> dict[str, list[str]]:
+    """Split `pkcs11-tool --list-objects` output into object blocks, by hex CKA_ID."""
+    blocks: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=\S)", listing):
+        match = re.search(r"^\s*ID:\s*([0-9a-f]+)\s*$", block, re.MULTILINE)
+        if match:
+            blocks.setdefault(match.group(1), []).append(block)
+    return blocks

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,6 +20,8 @@ from scaivault_pki.hsm import (
     Signer,
     Token,
 )
+
+from tests.hsm.conftest import objects_by_id, run_pkcs11_tool
 
 if TYPE_CHECKING:
     from conftest import SoftHsmSetup
@@ -186,31 +187,11 @@ def test_private_key_attributes(token: Token, keys: dict[str, GeneratedKey], key
     }
 
 
-def _pkcs11_tool(softhsm: SoftHsmSetup, tool: str, *args: str) -> str:
-    env = dict(os.environ, SOFTHSM2_CONF=str(softhsm.conf), SCAIVAULT_TEST_PIN=softhsm.pin)
-    result = subprocess.run(
-        [tool, "--module", softhsm.module, "--token-label", softhsm.label,
-         "--login", "--pin", "env:SCAIVAULT_TEST_PIN", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def _objects_by_id(listing: str) -> dict[str, list[str]]:
-    blocks: dict[str, list[str]] = {}
-    for block in re.split(r"\n(?=\S)", listing):
-        match = re.search(r"^\s*ID:\s*([0-9a-f]+)\s*$", block, re.MULTILINE)
-        if match:
-            blocks.setdefault(match.group(1), []).append(block)
-    return blocks
-
-
 def test_attributes_seen_by_pkcs11_tool(
     softhsm: SoftHsmSetup, pkcs11_tool: str, keys: dict[str, GeneratedKey]
 ) -> None:
     """An independent PKCS#11 client agrees that the keys cannot leave the token."""
-    listing = _objects_by_id(_pkcs11_tool(softhsm, pkcs11_tool, "--list-objects", "--type", "privkey"))
+    listing = objects_by_id(run_pkcs11_tool(softhsm, pkcs11_tool, "--list-objects", "--type", "privkey"))
     for name, key in keys.items():
         [block] = listing[key.key_id]
         assert f"label:      test-{name}" in block
@@ -252,7 +233,7 @@ def test_duplicate_key_id_is_refused(
     """Lookups must match exactly one object: a second key with the same id is refused."""
 
     def intruder(key_id: str) -> None:
-        _pkcs11_tool(softhsm, pkcs11_tool, "--keypairgen", "--key-type", "EC:prime256v1",
+        run_pkcs11_tool(softhsm, pkcs11_tool, "--keypairgen", "--key-type", "EC:prime256v1",
                      "--id", key_id, "--label", "intruder")
 
     # Two pairs made by another client with one id: the private lookup fails.
@@ -277,5 +258,5 @@ def test_duplicate_key_id_is_refused(
             token.signer(key.key_id, "sha256_ecdsa")
     finally:
         token.destroy_key_pair(key.key_id)
-    listing = _objects_by_id(_pkcs11_tool(softhsm, pkcs11_tool, "--list-objects"))
+    listing = objects_by_id(run_pkcs11_tool(softhsm, pkcs11_tool, "--list-objects"))
     assert twin_id not in listing and key.key_id not in listing
