@@ -7,7 +7,7 @@ import logging
 import falcon
 import peewee
 
-from .api import cas, health
+from .api import cas, certificates, health, roles
 from .api.middleware import Authentication, DatabaseConnection, RequestContext
 from .errors import ERROR_STATUS, ApiError
 from .hsm import HsmError
@@ -24,6 +24,15 @@ def routes(services: Services) -> list[tuple[str, object]]:
         ("/v1/pki/ca/{ca_id}", cas.CaItem()),
         ("/v1/pki/ca/{ca_id}/certificate", cas.CaCertificatePem()),
         ("/v1/pki/ca/{ca_id}/certificate.der", cas.CaCertificateDer()),
+        ("/v1/pki/roles", roles.RoleCollection(services)),
+        ("/v1/pki/roles/{name}", roles.RoleItem(services)),
+        ("/v1/pki/issue/{role}", certificates.Issue(services)),
+        ("/v1/pki/sign/{role}", certificates.Sign(services)),
+        ("/v1/pki/certificates", certificates.CertificateCollection()),
+        ("/v1/pki/certificates/{certificate_id}", certificates.CertificateItem(services)),
+        ("/v1/pki/certificates/{certificate_id}/pem", certificates.CertificatePem()),
+        ("/v1/pki/certificates/{certificate_id}/renew", certificates.CertificateRenew(services)),
+        ("/v1/pki/certificates/{certificate_id}/private-key", certificates.CertificatePrivateKey(services)),
     ]
 
 

@@ -13,10 +13,11 @@ import peewee
 from . import __version__
 from .auth import SCOPES, create_token, hash_token
 from .config import Config, ConfigError, load_config
-from .hsm import HsmError, ensure_softhsm_token
+from .hsm import KEK_LABEL, HsmError, ensure_softhsm_token
 from .schema import migrations
 from .schema.db import open_database, write_transaction
 from .schema.models import ApiToken, Tenant, utcnow
+from .services import token_for
 
 DEFAULT_TENANT = "default"
 
@@ -51,6 +52,13 @@ def cmd_init(args: argparse.Namespace, config: Config) -> None:
             str(config.resolved_pin_file),
             str(config.so_pin_file),
         )
+    # The key-encryption key that seals stored private keys and secrets: made once, here, so workers only ever
+    # look it up and two of them can never race to create two. This process never forks, so it may open the token.
+    token = token_for(config)
+    try:
+        token.ensure_aes_key(KEK_LABEL)
+    finally:
+        token.close()
     open_database(config.resolved_database_url)
     applied = migrations.migrate()
     secret = None

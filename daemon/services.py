@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
-from .hsm import Token
+from .hsm import Envelope, Token
 from .schema.db import open_database
 
 
@@ -13,6 +13,17 @@ from .schema.db import open_database
 class Services:
     config: Config
     hsm: Token
+    envelope: Envelope  # seals stored private keys under the HSM-held key-encryption key
+
+
+def token_for(config: Config) -> Token:
+    """The configured token, not yet opened."""
+    return Token(
+        config.pkcs11_module,
+        config.token_label,
+        str(config.resolved_pin_file),
+        softhsm_conf=str(config.softhsm_conf) if config.softhsm_conf else None,
+    )
 
 
 def build_services(config: Config) -> Services:
@@ -21,10 +32,5 @@ def build_services(config: Config) -> Services:
     The token opens on first use in the process that uses it; under gunicorn that is a worker, after fork.
     """
     open_database(config.resolved_database_url)
-    token = Token(
-        config.pkcs11_module,
-        config.token_label,
-        str(config.resolved_pin_file),
-        softhsm_conf=str(config.softhsm_conf) if config.softhsm_conf else None,
-    )
-    return Services(config=config, hsm=token)
+    token = token_for(config)
+    return Services(config=config, hsm=token, envelope=Envelope(token))

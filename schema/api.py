@@ -36,7 +36,116 @@ CA_CREATE: dict[str, Any] = {
     },
 }
 
+DURATION = {
+    "description": "a duration: '90d', '720h', '1h30m', '45s' or integer seconds",
+    "oneOf": [{"type": "string", "minLength": 1, "maxLength": 32}, {"type": "integer", "minimum": 1}],
+}
+STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 255}, "maxItems": 100}
+
+ROLE_SETTINGS: dict[str, Any] = {
+    "ca_id": {"type": "string", "minLength": 1, "maxLength": 64},
+    "allowed_domains": STRINGS,
+    "allow_bare_domains": {"type": "boolean"},
+    "allow_subdomains": {"type": "boolean"},
+    "allow_glob_domains": {"type": "boolean"},
+    "allow_wildcard_certificates": {"type": "boolean"},
+    "allow_localhost": {"type": "boolean"},
+    "allow_any_name": {"type": "boolean"},
+    "enforce_hostnames": {"type": "boolean"},
+    "allow_ip_sans": {"type": "boolean"},
+    "allowed_ip_sans_cidr": STRINGS,
+    "allowed_uri_sans": STRINGS,
+    "require_cn": {"type": "boolean"},
+    "ttl": {"oneOf": [DURATION, {"type": "null"}]},
+    "max_ttl": DURATION,
+    "not_before_duration": DURATION,
+    "key_type": {"enum": ["rsa", "ec", "any"]},
+    "key_bits": {"type": "integer", "enum": [0, 2048, 3072, 4096, 256, 384]},
+    "key_usage": {"type": "array", "items": {"type": "string"}, "maxItems": 9},
+    "ext_key_usage": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+    "store_private_keys": {"type": "boolean"},
+    **SUBJECT_FIELDS,
+}
+
+ROLE_CREATE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "ca_id"],
+    "properties": {"name": NAME, **ROLE_SETTINGS},
+}
+
+ROLE_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": ROLE_SETTINGS,
+}
+
+NAMES_REQUEST: dict[str, Any] = {
+    "alt_names": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 253}, "maxItems": 100},
+    "ip_sans": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 100},
+    "uri_sans": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 2048}, "maxItems": 100},
+}
+
+ISSUE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["common_name"],
+    "properties": {
+        "common_name": {"type": "string", "minLength": 1, "maxLength": 253},
+        "ttl": DURATION,
+        **NAMES_REQUEST,
+    },
+}
+
+SIGN: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["csr_pem"],
+    "properties": {
+        "csr_pem": {"type": "string", "minLength": 1, "maxLength": 65536},
+        "ttl": DURATION,
+        "san": {
+            "description": "replaces the names the CSR asks for",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "dns": NAMES_REQUEST["alt_names"],
+                "ip": NAMES_REQUEST["ip_sans"],
+                "uri": NAMES_REQUEST["uri_sans"],
+            },
+        },
+    },
+}
+
+CERTIFICATE_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "tags": {
+            "type": "object",
+            "maxProperties": 50,
+            "propertyNames": {"minLength": 1, "maxLength": 64},
+            "additionalProperties": {"type": "string", "maxLength": 256},
+        },
+        "description": {"type": "string", "maxLength": 1024},
+    },
+}
+
+RENEW: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"ttl": DURATION},
+}
+
 # Every body the API accepts, by operation name (the OpenAPI operationId).
 REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
     "create_ca": CA_CREATE,
+    "create_role": ROLE_CREATE,
+    "update_role": ROLE_UPDATE,
+    "issue": ISSUE,
+    "sign": SIGN,
+    "update_certificate": CERTIFICATE_UPDATE,
+    "renew_certificate": RENEW,
 }

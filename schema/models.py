@@ -130,6 +130,8 @@ class Certificate(BaseModel):
     description = peewee.TextField(default="")
     private_key_ciphertext = BytesField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    renewed_from = peewee.ForeignKeyField("self", null=True, backref="renewals", on_delete="SET NULL")
+    requested_by = peewee.CharField(max_length=36, null=True)  # the API token's id
 
     class Meta:
         table_name = "certificates"
@@ -138,7 +140,23 @@ class Certificate(BaseModel):
             (("tenant", "fingerprint_sha256"), True),
             (("tenant", "created_at", "id"), False),
             (("tenant", "not_after"), False),
+            (("tenant", "ca"), False),
         )
 
 
-ALL_MODELS: tuple[type[BaseModel], ...] = (Tenant, ApiToken, CertificateAuthority, Certificate)
+class Role(BaseModel):
+    """An issuance policy. ``config`` holds the role's settings as the API shows them (see pki.roles)."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="roles", on_delete="CASCADE")
+    name = peewee.CharField(max_length=128)
+    ca = peewee.ForeignKeyField(CertificateAuthority, backref="roles", on_delete="RESTRICT")
+    config = JSONField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "roles"
+        indexes = ((("tenant", "name"), True),)
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (Tenant, ApiToken, CertificateAuthority, Certificate, Role)

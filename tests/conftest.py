@@ -26,6 +26,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 HSM_TEST_LABEL = "scaivault-test"
+PUBLIC_BASE_URL = "http://pki.example.com"
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +52,12 @@ def services(data_dir, admin_token):
     from scaivault_pki.config import load_config
     from scaivault_pki.services import build_services
 
-    env = {"SCAIVAULT_PKI_DATA_DIR": str(data_dir), "HOME": os.environ.get("HOME", "/root")}
+    env = {
+        "SCAIVAULT_PKI_DATA_DIR": str(data_dir),
+        "HOME": os.environ.get("HOME", "/root"),
+        # A public-looking base URL: pkilint's CA/B Forum lint refuses loopback addresses in CRL/AIA URLs.
+        "SCAIVAULT_PKI_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+    }
     return build_services(load_config(environ=env))
 
 

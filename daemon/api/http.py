@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import falcon
 
 from ..errors import ApiError
+from ..times import rfc3339  # noqa: F401  (re-exported for the resources)
 from .validation import parse_body
 
 # Marks a method as reachable without a token (CA certificates, CRLs, OCSP, health: relying parties need them).
@@ -29,13 +29,11 @@ def read_json(req: falcon.Request, schema_name: str, max_bytes: int) -> dict[str
     return parse_body(raw, schema_name)
 
 
-def rfc3339(value: dt.datetime | None) -> str | None:
-    """A stored naive-UTC (or aware) time as ``2026-11-27T08:00:00Z``."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return value.replace(microsecond=0).isoformat() + "Z"
+def read_optional_json(req: falcon.Request, schema_name: str, max_bytes: int) -> dict[str, Any]:
+    """Like ``read_json``, but an empty body (no Content-Length, or zero) means ``{}``."""
+    if not req.content_length and not req.content_type:
+        return parse_body(b"{}", schema_name)
+    return read_json(req, schema_name, max_bytes)
 
 
 def send_pem(resp: falcon.Response, text: str) -> None:

@@ -156,11 +156,12 @@ def _child_path_len(parent: CertificateAuthority, requested: int | None) -> int:
     return requested
 
 
-def _check_parent_can_sign(parent: CertificateAuthority, now: dt.datetime) -> None:
-    if parent.status != "active":
-        raise ApiError("ca_cannot_issue", f"parent CA {parent.name!r} is {parent.status} and cannot sign", {"rule": "status"})
-    if parent.not_after <= now.replace(tzinfo=None):
-        raise ApiError("ca_cannot_issue", f"parent CA {parent.name!r} has expired", {"rule": "validity"})
+def check_ca_can_issue(ca: CertificateAuthority, now: dt.datetime) -> None:
+    """A revoked or expired CA signs nothing more (422 naming why)."""
+    if ca.status != "active":
+        raise ApiError("ca_cannot_issue", f"CA {ca.name!r} is {ca.status} and cannot sign", {"rule": "ca_status"})
+    if ca.not_after <= now.replace(tzinfo=None):
+        raise ApiError("ca_cannot_issue", f"CA {ca.name!r} has expired", {"rule": "ca_validity"})
 
 
 def create_ca(hsm: Any, tenant_id: str, spec: CaSpec, public_base_url: str) -> CertificateAuthority:
@@ -176,7 +177,7 @@ def create_ca(hsm: Any, tenant_id: str, spec: CaSpec, public_base_url: str) -> C
     path_len = spec.max_path_length
     if spec.ca_type == "intermediate":
         parent = get_ca(tenant_id, spec.parent_ca_id or "")
-        _check_parent_can_sign(parent, now)
+        check_ca_can_issue(parent, now)
         path_len = _child_path_len(parent, spec.max_path_length)
     try:
         subject = build_name({"common_name": spec.common_name, **spec.subject})
