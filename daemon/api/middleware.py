@@ -45,13 +45,19 @@ class RequestContext:
 
 
 class DatabaseConnection:
-    """A connection per request, closed at the end (peewee's recommended pattern)."""
+    """One connection per worker process, kept across requests.
+
+    A sync worker serves one request at a time, so its connection is never shared; keeping it saves the
+    connect, the pragmas and (on SQLite) the WAL checkpoint that closing the last connection triggers, which
+    together cost more than the rest of a read. A request that failed on the database drops the connection
+    so the next one reconnects (a restarted PostgreSQL, a network blip).
+    """
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         database.connect(reuse_if_open=True)
 
     def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
-        if not database.is_closed():
+        if resp.status_code == 503 and not database.is_closed():
             database.close()
 
 
