@@ -16,9 +16,14 @@ from .services import Services
 log = logging.getLogger("scaivault_pki.app")
 
 
+# Each API module adds its own routes with a ``routes(services)`` function; list new modules here.
+ROUTE_MODULES: tuple = ()
+
+
 def routes(services: Services) -> list[tuple[str, object]]:
     """Every route the daemon serves. Each resource declares its scopes per method (see middleware)."""
-    return [
+    extra = [route for module in ROUTE_MODULES for route in module.routes(services)]
+    return extra + [
         ("/v1/sys/health", health.Health(services)),
         ("/v1/pki/ca", cas.CaCollection(services)),
         ("/v1/pki/ca/{ca_id}", cas.CaItem()),

@@ -1,0 +1,3 @@
+"""Revocation, CRLs, OCSP and background-job leases (issue 4)."""
+
+STATEMENTS: list[str] = []

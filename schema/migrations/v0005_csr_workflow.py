@@ -1,0 +1,3 @@
+"""The CSR approval workflow (issue 5)."""
+
+STATEMENTS: list[str] = []

@@ -1,0 +1,3 @@
+"""Secret store and DNS providers (issue 6)."""
+
+STATEMENTS: list[str] = []
