@@ -1,0 +1,194 @@
+"""The abstract base classes plugins implement (public plugin API).
+
+Hooks in :mod:`scaivault_pki.plugins.spec` register *classes*; the behaviour lives here. The host owns the
+workflow (validating configs, resolving secret references, waiting for propagation, answering challenges);
+a DNS provider only fills in :meth:`DnsProvider.present` and :meth:`DnsProvider.cleanup`, the way certbot's
+``dns_common`` plugins fill in ``_perform``/``_cleanup``.
+
+Names passed to providers are absolute DNS names in presentation form, lower case, *without* the trailing dot
+(``_acme-challenge.www.example.com``, zone ``example.com``). Providers that need the dot add it.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "AcmeCaBackend",
+    "CertificateEvent",
+    "DnsProvider",
+    "DnsProviderError",
+    "PropagationTimeout",
+    "SECRET_KEY_PATTERN",
+    "SECRET_PATH_PATTERN",
+    "SECRET_REFERENCE_SCHEMA",
+    "longest_zone_match",
+    "secret_or_string",
+]
+
+
+class DnsProviderError(Exception):
+    """The provider refused a change or could not be reached.
+
+    The message is shown to API users and written to logs, so it must never contain a secret (API token,
+    TSIG key, password): say *what* failed (``"UPDATE refused by 127.0.0.1:5353: NOTAUTH"``), not with which
+    credential.
+    """
+
+
+class PropagationTimeout(DnsProviderError):
+    """The TXT value did not appear on every authoritative server before the provider's timeout."""
+
+
+#: A secret's path in the tenant's secret store: ``/``-separated segments of ``[A-Za-z0-9._-]``.
+SECRET_PATH_PATTERN = r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*"
+#: A key inside a secret's data.
+SECRET_KEY_PATTERN = r"[A-Za-z0-9._-]{1,128}"
+
+#: JSON Schema of a secret reference: ``{"secret": "dns/cloudflare#api_token"}`` (path in the tenant's secret
+#: store, ``#``, the key inside that secret's data).
+SECRET_REFERENCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "secret": {"type": "string", "pattern": f"^{SECRET_PATH_PATTERN}#{SECRET_KEY_PATTERN}$", "maxLength": 384}
+    },
+    "required": ["secret"],
+    "additionalProperties": False,
+}
+
+
+def secret_or_string(**string_schema: Any) -> dict[str, Any]:
+    """JSON Schema for a secret-bearing config field: a literal string or a secret reference.
+
+    Keyword arguments constrain the literal string (``minLength=1``, ``pattern=...``). List the field in the
+    provider's ``secret_fields`` too, so the host resolves references before the provider sees the config.
+    """
+    literal: dict[str, Any] = {"type": "string", "minLength": 1, **string_schema}
+    return {"oneOf": [literal, SECRET_REFERENCE_SCHEMA]}
+
+
+def longest_zone_match(fqdn: str, zones: Iterable[str]) -> str | None:
+    """The longest zone in ``zones`` that contains ``fqdn`` (or equals it), or ``None``.
+
+    For providers whose API lists the account's zones: compares whole labels, case-insensitively, ignoring a
+    trailing dot, so ``ample.com`` never matches ``www.example.com``.
+    """
+    name = fqdn.rstrip(".").lower()
+    best: str | None = None
+    for zone in zones:
+        candidate = zone.rstrip(".").lower()
+        if name == candidate or name.endswith("." + candidate):
+            if best is None or len(candidate) > len(best):
+                best = candidate
+    return best
+
+
+class DnsProvider(abc.ABC):
+    """A DNS provider type: creates and removes ``_acme-challenge`` TXT records.
+
+    Subclasses set the class attributes and implement :meth:`present` and :meth:`cleanup`. The host validates
+    the stored config against :attr:`config_schema`, resolves the fields named in :attr:`secret_fields` from
+    the tenant's secret store, and only then constructs the provider, so ``__init__`` receives plain strings.
+
+    .. versionadded:: 0.1
+    """
+
+    #: The ``type`` users put in ``POST /v1/pki/dns-providers`` (``"rfc2136"``, ``"cloudflare"``). Lower case,
+    #: ``[a-z0-9_]``, unique among installed plugins.
+    type_name: ClassVar[str]
+    #: JSON Schema (draft 2020-12) of the config. Secret-bearing fields accept a string or a secret
+    #: reference; build them with :func:`secret_or_string`.
+    config_schema: ClassVar[dict[str, Any]]
+    #: Config fields that may hold secret references (resolved by the host before ``__init__``).
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    #: Seconds the host waits for every authoritative server to serve a new value before giving up.
+    propagation_timeout: ClassVar[float] = 120.0
+    #: Seconds between two propagation polls.
+    propagation_interval: ClassVar[float] = 5.0
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        """Keep the (already validated, secret-resolved) config; do no network I/O here."""
+        self.config: Mapping[str, Any] = config
+
+    @abc.abstractmethod
+    def present(self, zone: str | None, fqdn: str, value: str, ttl: int) -> None:
+        """Add the TXT record ``fqdn`` = ``value`` with ``ttl`` seconds.
+
+        ``zone`` is the zone to change, or ``None`` to let the provider find it (call :meth:`find_zone`).
+        Adds one value: other TXT values already at ``fqdn`` stay (an ACME order for ``example.com`` and
+        ``*.example.com`` needs two at once). Idempotent: presenting a value already there succeeds.
+        Raises :class:`DnsProviderError` when the provider refuses or cannot be reached; never returns
+        normally unless the change was accepted.
+        """
+
+    @abc.abstractmethod
+    def cleanup(self, zone: str | None, fqdn: str, value: str) -> None:
+        """Remove exactly the TXT value ``value`` at ``fqdn``, leaving other values alone.
+
+        Idempotent and safe to repeat: a record already gone is success. Raises :class:`DnsProviderError`
+        only when the provider refuses or cannot be reached.
+        """
+
+    def find_zone(self, fqdn: str) -> str:
+        """The zone (apex, without trailing dot) that holds ``fqdn``.
+
+        The default walks up the name asking the system resolver for an SOA record. Providers with an API
+        that lists zones should override this (see :func:`longest_zone_match`); ``rfc2136`` asks its own
+        server. Raises :class:`DnsProviderError` when no zone is found.
+        """
+        import dns.exception
+        import dns.resolver
+
+        try:
+            zone = dns.resolver.zone_for_name(fqdn.rstrip(".") + ".")
+        except (dns.exception.DNSException, OSError) as exc:
+            raise DnsProviderError(f"no zone found for {fqdn}: {type(exc).__name__}") from exc
+        return zone.to_text(omit_final_dot=True).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateEvent:
+    """What event hooks learn about a certificate (never its private key).
+
+    .. versionadded:: 0.1
+    """
+
+    tenant_id: str
+    certificate_id: str
+    #: Lower-case hex, no colons.
+    serial: str
+    ca_id: str
+    #: The role it was issued under, or ``None`` (e.g. signed outside a role).
+    role: str | None
+    common_name: str | None
+    dns_names: tuple[str, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    certificate_pem: str
+
+
+class AcmeCaBackend(abc.ABC):
+    """An ACME CA backend type (filled in by the ACME issue; registered through ``scaivault_pki_acme_ca_backends``).
+
+    .. versionadded:: 0.1
+    """
+
+    #: The backend's ``type`` (``"letsencrypt"``, ``"pebble"``); lower case, unique among installed plugins.
+    type_name: ClassVar[str]
+    #: JSON Schema (draft 2020-12) of the backend's config.
+    config_schema: ClassVar[dict[str, Any]]
+    #: Config fields that may hold secret references (e.g. an EAB HMAC key).
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        """Keep the (already validated, secret-resolved) config; do no network I/O here."""
+        self.config: Mapping[str, Any] = config
+
+    @property
+    @abc.abstractmethod
+    def directory_url(self) -> str:
+        """The ACME directory URL of this CA."""
