@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .durations import parse_duration
+
 ENV_PREFIX = "SCAIVAULT_PKI_"
+# Settings that hold a duration ("24h", "7d", ...), checked at load time.
+DURATION_SETTINGS = ("crl_lifetime", "root_crl_lifetime", "crl_expired_grace")
 DEFAULT_SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
@@ -49,6 +53,11 @@ class Config:
     log_level: str = "info"
     max_body_bytes: int = 1024 * 1024
     disabled_plugins: tuple[str, ...] = field(default_factory=tuple)
+    # CRL validity (thisUpdate to nextUpdate): issuing CAs, and roots (whose CRLs change rarely). Durations.
+    crl_lifetime: str = "24h"
+    root_crl_lifetime: str = "7d"
+    # How long a revoked certificate stays on CRLs after it expired (or was revoked, if later). Duration.
+    crl_expired_grace: str = "7d"
 
     # Derived locations, all under data_dir unless configured.
     @property
@@ -138,4 +147,9 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError("workers must be at least 1")
     if ":" not in config.listen and not config.listen.startswith("unix:"):
         raise ConfigError(f"listen must be HOST:PORT or unix:PATH, got {config.listen!r}")
+    for name in DURATION_SETTINGS:
+        try:
+            parse_duration(getattr(config, name))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
     return config

@@ -13,6 +13,7 @@ from gunicorn.app.base import BaseApplication
 from .app import create_app
 from .config import Config, load_config
 from .hsm import HsmError
+from .jobs import start_background_jobs, stop_background_jobs
 from .logs import configure_logging
 from .services import build_services
 
@@ -28,7 +29,15 @@ def worker_app(config: Config):
     except HsmError as exc:
         # Keep serving: health says 503 with the reason, and the token is tried again on the next request.
         log.error("hsm not available at worker start", extra={"error": str(exc)})
-    return create_app(services)
+    app = create_app(services)
+    # After fork, in the worker: the job thread shares this process's token (its lock) and database settings.
+    start_background_jobs(services)
+    return app
+
+
+def _worker_exit(server, worker) -> None:
+    """gunicorn hook, in the worker as it exits: stop the job thread cleanly and give up its leases."""
+    stop_background_jobs()
 
 
 class _Gunicorn(BaseApplication):
@@ -59,6 +68,7 @@ def gunicorn_options(config: Config, workers: int | None = None, listen: str | N
         "loglevel": config.log_level,
         "limit_request_line": 8190,
         "forwarded_allow_ips": "127.0.0.1,::1",
+        "worker_exit": _worker_exit,
     }
 
 

@@ -15,13 +15,21 @@ import peewee
 from asn1crypto import pem, x509
 
 from ..errors import ApiError, invalid_field, not_found
-from ..schema.db import write_transaction
+from ..schema.db import is_sqlite, write_transaction
 from ..schema.models import Certificate, CertificateAuthority, new_id
 from .builder import sign_certificate
 from .names import build_name
 from .profiles import IssuerInfo, ca_certificate_builder, signature_algorithm_for
 from .serials import random_serial, serial_to_hex
 
+# The API's short subject field names -> build_name's keywords.
+API_SUBJECT_FIELDS = {
+    "organization": "organization",
+    "ou": "organizational_unit",
+    "country": "country",
+    "locality": "locality",
+    "province": "state_or_province",
+}
 KEY_SIZES = {"rsa": (2048, 3072, 4096), "ec": (256, 384)}
 DEFAULT_KEY_SIZE = {"rsa": 2048, "ec": 256}
 DEFAULT_VALIDITY_DAYS = {"root": 3650, "intermediate": 1825}
@@ -47,7 +55,7 @@ class CaSpec:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> "CaSpec":
-        subject = {k: body[k] for k in ("organization", "ou", "country", "locality", "province") if k in body}
+        subject = {name: body[field] for field, name in API_SUBJECT_FIELDS.items() if field in body}
         spec = cls(
             name=body["name"],
             common_name=body["common_name"],
@@ -156,6 +164,20 @@ def _child_path_len(parent: CertificateAuthority, requested: int | None) -> int:
     return requested
 
 
+def recheck_ca_in_transaction(ca_id: str, now: dt.datetime) -> None:
+    """Inside the write transaction that stores something signed by ``ca_id``: is the CA still able to issue?
+
+    The first check runs before signing, outside the transaction; a revocation committed in between must still
+    win. On PostgreSQL the CA row is locked (``FOR UPDATE``), so a concurrent CA revocation, which updates the
+    CA rows before their certificates, either waits for this insert and then revokes it too, or commits first
+    and is seen here. On SQLite the write transaction (``BEGIN IMMEDIATE``) already excludes other writers.
+    """
+    query = CertificateAuthority.select().where(CertificateAuthority.id == ca_id)
+    if not is_sqlite():
+        query = query.for_update()
+    check_ca_can_issue(query.get(), now)
+
+
 def check_ca_can_issue(ca: CertificateAuthority, now: dt.datetime) -> None:
     """A revoked or expired CA signs nothing more (422 naming why)."""
     if ca.status != "active":
@@ -213,6 +235,8 @@ def create_ca(hsm: Any, tenant_id: str, spec: CaSpec, public_base_url: str) -> C
             cert = sign_certificate(builder.build(signer.algorithm), signer)
             try:
                 with write_transaction():
+                    if parent is not None:
+                        recheck_ca_in_transaction(parent.id, now)
                     return _store_ca(ca_id, tenant_id, spec, parent, key.key_id, own_algorithm, path_len, cert)
             except peewee.IntegrityError:
                 if _name_taken(tenant_id, spec.name):

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .extensions import criticality_violation
 from .serials import MAX_SERIAL
-from .signing import SIGNATURE_ALGORITHMS, Signer, check_signer_algorithm, verify_signature
+from .signing import SIGNATURE_ALGORITHMS, SignatureVerificationError, Signer, sign_and_verify
 
 __all__ = [
     "CertificateBuilder",
@@ -38,10 +38,6 @@ __all__ = [
 _GENERALIZED_TIME_FROM_YEAR: Final = 2050
 # UTCTime cannot express years before 1950, and certificates never need them.
 _EARLIEST_YEAR: Final = 1950
-
-
-class SignatureVerificationError(RuntimeError):
-    """The signer returned a signature that does not verify with its own public key."""
 
 
 def _check_utc(label: str, value: datetime) -> datetime:
@@ -369,19 +365,8 @@ def sign_certificate(
     """
     if not isinstance(tbs, x509.TbsCertificate):
         raise ValueError("tbs must be an asn1crypto x509.TbsCertificate")
-    tbs_algorithm = tbs["signature"]["algorithm"].native
-    if tbs_algorithm != signer.algorithm:
-        raise ValueError(
-            f"TBS signature algorithm {tbs_algorithm!r} does not match the "
-            f"signer's algorithm {signer.algorithm!r}"
-        )
-    check_signer_algorithm(signer.algorithm, signer.public_key_info)
     data = tbs.dump()
-    signature = signer.sign(data)
-    if not isinstance(signature, bytes) or not signature:
-        raise SignatureVerificationError("signer returned no signature bytes")
-    if verify and not verify_signature(signer.public_key_info, signer.algorithm, data, signature):
-        raise SignatureVerificationError("signature does not verify with the signer's public key")
+    signature = sign_and_verify(signer, tbs["signature"]["algorithm"].native, data, verify=verify)
     return x509.Certificate(
         {
             "tbs_certificate": x509.TbsCertificate.load(data),

@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 __all__ = [
     "SIGNATURE_ALGORITHMS",
+    "SignatureVerificationError",
     "Signer",
     "check_signer_algorithm",
+    "sign_and_verify",
     "verify_signature",
 ]
 
@@ -115,3 +117,29 @@ def verify_signature(
     except InvalidSignature:
         return False
     return True
+
+
+class SignatureVerificationError(RuntimeError):
+    """The signer returned a signature that does not verify with its own public key."""
+
+
+def sign_and_verify(signer: Signer, declared_algorithm: str, data: bytes, *, verify: bool = True) -> bytes:
+    """Have ``signer`` sign ``data`` (a DER TBS structure) and return the signature bytes.
+
+    ``declared_algorithm`` is the algorithm the TBS names (certificate, CRL and OCSP response alike); it must
+    be the signer's. With ``verify`` (the default) the signature is checked against the signer's public key
+    first, so an HSM signing with the wrong key object raises :class:`SignatureVerificationError` instead of
+    producing something no relying party accepts.
+    """
+    if declared_algorithm != signer.algorithm:
+        raise ValueError(
+            f"TBS signature algorithm {declared_algorithm!r} does not match the "
+            f"signer's algorithm {signer.algorithm!r}"
+        )
+    check_signer_algorithm(signer.algorithm, signer.public_key_info)
+    signature = signer.sign(data)
+    if not isinstance(signature, bytes) or not signature:
+        raise SignatureVerificationError("signer returned no signature bytes")
+    if verify and not verify_signature(signer.public_key_info, signer.algorithm, data, signature):
+        raise SignatureVerificationError("signature does not verify with the signer's public key")
+    return signature
