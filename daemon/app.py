@@ -8,6 +8,10 @@ import falcon
 import peewee
 
 from .api import cas, certificates, health, roles
+from .api import csr
+from .api import dns_providers, secrets
+from .api import revocation
+from .api import trust
 from .api.middleware import Authentication, DatabaseConnection, RequestContext
 from .errors import ERROR_STATUS, ApiError
 from .hsm import HsmError
@@ -17,7 +21,7 @@ log = logging.getLogger("scaivault_pki.app")
 
 
 # Each API module adds its own routes with a ``routes(services)`` function; list new modules here.
-ROUTE_MODULES: tuple = ()
+ROUTE_MODULES: tuple = (csr, dns_providers, secrets, revocation, trust,)
 
 
 def routes(services: Services) -> list[tuple[str, object]]:

@@ -14,6 +14,7 @@ from . import __version__
 from .auth import SCOPES, create_token, hash_token
 from .config import Config, ConfigError, load_config
 from .hsm import KEK_LABEL, HsmError, ensure_softhsm_token
+from .plugins.manager import PluginError, load_plugins
 from .schema import migrations
 from .schema.db import open_database, write_transaction
 from .schema.models import ApiToken, Tenant, utcnow
@@ -94,6 +95,18 @@ def cmd_tenant_create(args: argparse.Namespace, config: Config) -> None:
     _emit(args, {"tenant": tenant.name, "id": tenant.id}, f"created tenant {tenant.name} ({tenant.id})")
 
 
+def cmd_tenant_update(args: argparse.Namespace, config: Config) -> None:
+    """Change a tenant's settings; today the four-eyes rule of the CSR workflow (``--allow-self-approval``)."""
+    _open_db(config)
+    allow = args.allow_self_approval == "true"
+    with write_transaction():
+        updated = Tenant.update(allow_self_approval=allow).where(Tenant.name == args.name).execute()
+    if not updated:
+        raise CliError(f"no tenant named {args.name!r}")
+    _emit(args, {"tenant": args.name, "allow_self_approval": allow},
+          f"tenant {args.name}: allow_self_approval={'true' if allow else 'false'}")
+
+
 def cmd_token_create(args: argparse.Namespace, config: Config) -> None:
     _open_db(config)
     try:
@@ -139,6 +152,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> None:
     from .server import serve
 
     _open_db(config)  # fail early on an unmigrated database; the master closes it before forking workers
+    load_plugins(config.disabled_plugins)  # and on a broken plugin, once, instead of in every worker's boot
     from .schema.db import database
 
     database.close()
@@ -168,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tenant_create)
+    p = tenant.add_parser("update", help="change a tenant's settings")
+    p.add_argument("name")
+    p.add_argument("--allow-self-approval", choices=("true", "false"), required=True,
+                   help="may the token that requested a CSR also approve it (default false: four eyes)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tenant_update)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = token.add_parser("create")
@@ -192,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, os.environ)
         args.func(args, config)
-    except (ConfigError, CliError, HsmError) as exc:
+    except (ConfigError, CliError, HsmError, PluginError) as exc:
         print(f"scaivault-pki: {exc}", file=sys.stderr)
         return 1
     except peewee.OperationalError as exc:

@@ -22,6 +22,7 @@ ERROR_STATUS: dict[str, int] = {
     # 401 / 403 / 404 / 405
     "unauthenticated": 401,
     "forbidden": 403,
+    "self_approval_refused": 403,  # four eyes: the token that requested a CSR may not approve it
     "not_found": 404,
     "method_not_allowed": 405,
     # 409: conflicts and wrong state
@@ -35,6 +36,11 @@ ERROR_STATUS: dict[str, int] = {
     "policy_violation": 422,
     "ca_cannot_issue": 422,
     "ttl_exceeds_max": 422,
+    "secret_not_found": 422,  # a DNS provider's config refers to a secret (or key) that does not exist
+    "dns_provider_type_unavailable": 422,  # the provider's plugin type is not installed (or disabled)
+    "dns_provider_misconfigured": 422,  # the resolved config does not fit the provider (e.g. a secret's value)
+    # 502: an upstream service refused or failed
+    "dns_provider_error": 502,  # the DNS provider refused a change or could not be reached
     # 503: a dependency is down
     "hsm_unavailable": 503,
     "database_unavailable": 503,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .config import Config
 from .hsm import Envelope, Token
+from .plugins.manager import PluginHost, load_plugins
 from .schema.db import open_database
 
 
@@ -14,6 +15,7 @@ class Services:
     config: Config
     hsm: Token
     envelope: Envelope  # seals stored private keys under the HSM-held key-encryption key
+    plugins: PluginHost  # loaded and checked plugins (entry points minus config.disabled_plugins)
 
 
 def token_for(config: Config) -> Token:
@@ -33,4 +35,4 @@ def build_services(config: Config) -> Services:
     """
     open_database(config.resolved_database_url)
     token = token_for(config)
-    return Services(config=config, hsm=token, envelope=Envelope(token))
+    return Services(config=config, hsm=token, envelope=Envelope(token), plugins=load_plugins(config.disabled_plugins))

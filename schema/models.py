@@ -97,6 +97,7 @@ class CertificateAuthority(BaseModel):
     revoked_at = peewee.DateTimeField(null=True)
     revocation_reason = peewee.CharField(max_length=32, null=True)
     crl_number = peewee.BigIntegerField(default=0)
+    crl_dirty = peewee.BooleanField(default=False)  # a revocation since its last CRL (see pki.crl_publication)
     created_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
@@ -160,3 +161,179 @@ class Role(BaseModel):
 
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (Tenant, ApiToken, CertificateAuthority, Certificate, Role)
+
+
+class CsrRequest(BaseModel):
+    """A certificate signing request in the approval workflow (see ``pki.csr_workflow``).
+
+    ``hsm_key_id`` is set when the key pair was generated in the HSM for this request (the key never leaves it);
+    imported requests have none. ``status`` changes only through ``csr_workflow.record_transition``.
+    """
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="csr_requests", on_delete="CASCADE")
+    status = peewee.CharField(max_length=16)  # pending | approved | rejected | signed
+    csr_der = BytesField()
+    subject = peewee.TextField()  # RFC 4514
+    subject_fields = JSONField()  # the API's subject object: common_name, organization, ou, ...
+    common_name = peewee.CharField(max_length=64, null=True)
+    sans = JSONField()  # {"dns": [...], "ip": [...], "uri": [...], "email": [...]}
+    key_type = peewee.CharField(max_length=8)
+    key_size = peewee.IntegerField()
+    hsm_key_id = peewee.CharField(max_length=64, null=True, unique=True)
+    requested_by = peewee.CharField(max_length=36)  # API token ids, here and below
+    approved_by = peewee.CharField(max_length=36, null=True)
+    approved_at = peewee.DateTimeField(null=True)
+    rejected_by = peewee.CharField(max_length=36, null=True)
+    rejected_at = peewee.DateTimeField(null=True)
+    reason = peewee.TextField(null=True)
+    certificate = peewee.ForeignKeyField(Certificate, null=True, backref="csr_requests", on_delete="SET NULL")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "csr_requests"
+        indexes = (
+            (("tenant", "created_at", "id"), False),
+            (("tenant", "status", "created_at", "id"), False),
+        )
+
+
+class CsrTransition(BaseModel):
+    """One recorded status change of a CSR request: who (token id), when, from, to and why."""
+
+    csr = peewee.ForeignKeyField(CsrRequest, backref="transitions", on_delete="CASCADE")
+    seq = peewee.IntegerField()
+    from_status = peewee.CharField(max_length=16, null=True)  # None: the request was made
+    to_status = peewee.CharField(max_length=16)
+    actor = peewee.CharField(max_length=36)
+    reason = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "csr_transitions"
+        indexes = ((("csr", "seq"), True),)
+
+
+ALL_MODELS += (CsrRequest, CsrTransition)
+
+
+class CertificateRevocationList(BaseModel):
+    """A full or delta CRL we published; every worker serves the stored bytes. Numbers are unique per CA."""
+
+    ca = peewee.ForeignKeyField(CertificateAuthority, backref="crls", on_delete="CASCADE")
+    number = peewee.BigIntegerField()
+    kind = peewee.CharField(max_length=8)  # full | delta
+    base_number = peewee.BigIntegerField(null=True)  # delta CRLs: the full CRL they extend
+    this_update = peewee.DateTimeField()
+    next_update = peewee.DateTimeField()
+    der = BytesField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "crls"
+        indexes = (
+            (("ca", "number"), True),
+            (("ca", "kind", "number"), False),
+        )
+
+
+class JobLease(BaseModel):
+    """Who runs a background job: the holder of an unexpired lease (see scaivault_pki.jobs)."""
+
+    id = None
+    name = peewee.CharField(max_length=64, primary_key=True)
+    holder = peewee.CharField(max_length=128)
+    expires_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "job_leases"
+
+
+ALL_MODELS += (CertificateRevocationList, JobLease)
+
+
+class Secret(BaseModel):
+    """A tenant's secret at a path; ``ciphertext`` is the envelope over its JSON data (see ``secret_store``)."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="secrets", on_delete="CASCADE")
+    path = peewee.CharField(max_length=255)
+    ciphertext = BytesField()
+    version = peewee.IntegerField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "secrets"
+        indexes = ((("tenant", "path"), True), (("tenant", "created_at", "id"), False))
+
+
+class DnsProviderConfig(BaseModel):
+    """A configured DNS provider: a plugin type and its config, secrets as references only."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="dns_providers", on_delete="CASCADE")
+    name = peewee.CharField(max_length=128)
+    type = peewee.CharField(max_length=64)
+    config = JSONField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "dns_providers"
+        indexes = ((("tenant", "name"), True), (("tenant", "created_at", "id"), False))
+
+
+ALL_MODELS += (Secret, DnsProviderConfig)
+
+
+class TrustAnchor(BaseModel):
+    """A CA certificate a tenant trusts for ``/certificates/validate`` (see ``pki.trust``)."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="trust_anchors", on_delete="CASCADE")
+    name = peewee.CharField(max_length=128)
+    subject = peewee.TextField()  # RFC 4514, for display
+    certificate_der = BytesField()
+    fingerprint_sha256 = peewee.CharField(max_length=64)
+    not_before = peewee.DateTimeField()
+    not_after = peewee.DateTimeField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "trust_anchors"
+        indexes = (
+            (("tenant", "name"), True),
+            (("tenant", "fingerprint_sha256"), True),
+            (("tenant", "created_at", "id"), False),
+        )
+
+
+class TrustAnchorCrl(BaseModel):
+    """The current CRL of one outside CA key (the anchor or a CA under it), used by validation."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="trust_anchor_crls", on_delete="CASCADE")
+    trust_anchor = peewee.ForeignKeyField(TrustAnchor, backref="crls", on_delete="CASCADE")
+    issuer_key = peewee.CharField(max_length=64)  # SHA-256 over the issuer's normalised name and public key
+    issuer = peewee.TextField()  # RFC 4514, for display
+    crl_der = BytesField()
+    crl_number = peewee.CharField(max_length=50, null=True)  # decimal; up to 20 octets
+    this_update = peewee.DateTimeField()
+    next_update = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "trust_anchor_crls"
+        indexes = ((("trust_anchor", "issuer_key"), True), (("tenant",), False))
+
+
+class CertificateChain(BaseModel):
+    """The chain (issuer first, PEM) that came with an imported certificate."""
+
+    certificate = peewee.ForeignKeyField(Certificate, backref="imported_chain", on_delete="CASCADE", unique=True)
+    chain_pem = peewee.TextField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "certificate_chains"
+
+
+ALL_MODELS += (TrustAnchor, TrustAnchorCrl, CertificateChain)

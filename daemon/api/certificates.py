@@ -68,7 +68,8 @@ class _Issuing:
         self.services = services
 
     def context(self) -> issuance.IssuanceContext:
-        return issuance.IssuanceContext(self.services.hsm, self.services.envelope, self.services.config.public_base_url)
+        return issuance.IssuanceContext(self.services.hsm, self.services.envelope, self.services.config.public_base_url,
+                                        self.services.plugins)
 
 
 class Issue(_Issuing):

@@ -19,21 +19,21 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
 
-def _field_path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path)
+def _field_path(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    return ".".join(filter(None, [prefix, *(str(p) for p in error.absolute_path)]))
 
 
-def schema_error(error: jsonschema.ValidationError) -> ApiError:
-    """Turn the first schema violation into a 400 that names the field."""
+def schema_error(error: jsonschema.ValidationError, prefix: str = "") -> ApiError:
+    """Turn the first schema violation into a 400 that names the field (under ``prefix``, for nested documents)."""
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "?"
-        field = ".".join(filter(None, [_field_path(error), missing]))
+        field = ".".join(filter(None, [_field_path(error, prefix), missing]))
         return ApiError("missing_field", f"{field}: is required", {"field": field})
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        field = ".".join(filter(None, [_field_path(error), extra[0] if extra else "?"]))
+        field = ".".join(filter(None, [_field_path(error, prefix), extra[0] if extra else "?"]))
         return ApiError("unknown_field", f"{field}: is not a known field", {"field": field})
-    field = _field_path(error) or "(body)"
+    field = _field_path(error, prefix) or "(body)"
     return ApiError("invalid_field", f"{field}: {error.message}", {"field": field})
 
 

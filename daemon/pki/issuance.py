@@ -2,13 +2,15 @@
 
 One path for all three: policy decides names, TTL and key; the leaf profile shapes the certificate; the CA key
 in the HSM signs; one transaction stores the certificate (and, when the role says so, its private key sealed
-under the HSM-held key-encryption key).
+under the HSM-held key-encryption key). The last three steps are ``sign_leaf``, which the CSR approval workflow
+(``csr_workflow``) shares.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +24,14 @@ from ..errors import ApiError, invalid_field
 from ..schema.db import write_transaction
 from ..schema.models import Certificate, CertificateAuthority, Role, new_id
 from ..times import as_naive_utc, utc_now
-from .authorities import ca_chain, ca_material, check_ca_can_issue, issuer_info
+from ..plugins.manager import PluginHost
+from . import events
+from .authorities import ca_chain, ca_material, check_ca_can_issue, issuer_info, recheck_ca_in_transaction
 from .builder import sign_certificate
 from .csr import CsrError, parse_csr
 from .names import build_name
 from .policy import InvalidName, NameDecision, PolicyViolation, RolePolicy
-from .profiles import clamp_validity, key_type_and_size, leaf_certificate_builder
+from .profiles import DEFAULT_LEAF_EKU, clamp_validity, key_type_and_size, leaf_certificate_builder
 from .roles import get_role, role_policy
 from .serials import random_serial, serial_to_hex
 
@@ -43,6 +47,8 @@ class IssuanceContext:
     hsm: Any
     envelope: Any
     public_base_url: str
+    # Told about each certificate once it is stored (event hooks); None fires nothing.
+    plugins: PluginHost | None = None
 
 
 @dataclass(frozen=True)
@@ -104,17 +110,135 @@ def _decide_ttl(policy: RolePolicy, requested: Any) -> dt.timedelta:
         raise _policy_refusal(exc) from None
 
 
-def _policy_oids(settings: dict[str, Any]) -> tuple[str, ...] | None:
-    """Which CA/B Forum reserved policy a serverAuth leaf asserts.
+def policy_oids_for(subject: dict[str, Any]) -> tuple[str, ...] | None:
+    """Which CA/B Forum reserved policy a serverAuth leaf with this subject asserts.
 
-    None lets the profile choose DV (a subject with only CN). An organisation with its country and locality or
-    province is OV; an organisation without them meets neither, so no reserved policy is claimed.
+    ``subject`` uses the API's names (``organization``, ``ou``, ``country``, ``locality``, ``province``), as role
+    settings and CSR subjects do. None lets the profile choose DV (a subject with only CN). An organisation with
+    its country and locality or province is OV; an organisation without them meets neither, so no reserved
+    policy is claimed.
     """
-    if not settings.get("organization") and not settings.get("ou"):
+    if not subject.get("organization") and not subject.get("ou"):
         return None
-    if settings.get("organization") and settings.get("country") and (settings.get("locality") or settings.get("province")):
+    if subject.get("organization") and subject.get("country") and (subject.get("locality") or subject.get("province")):
         return (CABF_OV_POLICY_OID,)
     return ()
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """What one leaf certificate says, decided by its caller (a role's policy, or the CSR workflow)."""
+
+    subject: x509.Name
+    common_name: str | None
+    ttl: dt.timedelta
+    # notBefore is set this far back, for relying parties with a slow clock.
+    backdate: dt.timedelta
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    key_usage: tuple[str, ...] | None = None  # None: the profile's default for the key type
+    extended_key_usage: tuple[str, ...] = DEFAULT_LEAF_EKU
+    policy_oids: tuple[str, ...] | None = None  # None: the profile's default
+
+    def stored_sans(self) -> dict[str, list[str]]:
+        """The names as the certificate row keeps them (``email`` only when there are any)."""
+        sans = {"dns": list(self.dns_names), "ip": list(self.ip_addresses), "uri": list(self.uris)}
+        if self.emails:
+            sans["email"] = list(self.emails)
+        return sans
+
+
+def sign_leaf(
+    ctx: IssuanceContext,
+    ca: CertificateAuthority,
+    spec: LeafSpec,
+    public_key_info: keys.PublicKeyInfo,
+    *,
+    source: str,
+    role_name: str | None = None,
+    requested_by: str | None = None,
+    renewed_from: str | None = None,
+    certificate_id: str | None = None,
+    private_key_ciphertext: bytes | None = None,
+    private_key_pem: str | None = None,
+    before_commit: Callable[[Certificate], None] | None = None,
+) -> Issued:
+    """Build a leaf for ``public_key_info`` under ``ca``, sign it with the CA key in the HSM, and store it.
+
+    The CA must be able to issue now (422 otherwise); notAfter never passes the CA's. ``certificate_id`` is given
+    when something was already bound to the row's id (a sealed private key). ``before_commit`` runs inside the
+    transaction that stores the certificate, with the new row, so a caller's own state change commits with the
+    certificate or, when it raises, neither does.
+    """
+    now = utc_now()
+    check_ca_can_issue(ca, now)
+    try:
+        not_before, not_after = clamp_validity(now, spec.ttl, ca_material(ca).not_after, spec.backdate)
+    except ValueError as exc:
+        raise ApiError("policy_violation", str(exc), {"rule": "profile"}) from None
+    issuer = issuer_info(ca, ctx.public_base_url)
+    signer = ctx.hsm.signer(ca.hsm_key_id, ca.signature_algorithm)
+    key_type, key_size = key_type_and_size(public_key_info)
+    cert_id = certificate_id or new_id()
+    for attempt in range(SERIAL_ATTEMPTS):
+        try:
+            builder = leaf_certificate_builder(
+                subject=spec.subject,
+                public_key_info=public_key_info,
+                serial=random_serial(),
+                not_before=not_before,
+                not_after=not_after,
+                issuer=issuer,
+                dns_names=spec.dns_names,
+                ip_addresses=spec.ip_addresses,
+                uris=spec.uris,
+                emails=spec.emails,
+                key_usage=spec.key_usage,
+                extended_key_usage=spec.extended_key_usage,
+                policy_oids=spec.policy_oids,
+            )
+        except ValueError as exc:
+            # The profile refuses combinations the caller allows but X.509 or the BRs do not (e.g. a free-form
+            # CN on a serverAuth certificate): the request is well-formed, so this is a policy refusal.
+            raise ApiError("policy_violation", str(exc), {"rule": "profile"}) from None
+        cert = sign_certificate(builder.build(signer.algorithm), signer)
+        der = cert.dump()
+        try:
+            with write_transaction():
+                recheck_ca_in_transaction(ca.id, now)
+                row = Certificate.create(
+                    id=cert_id,
+                    tenant=ca.tenant_id,
+                    ca=ca.id,
+                    serial_number=serial_to_hex(cert.serial_number),
+                    source=source,
+                    role_name=role_name,
+                    common_name=spec.common_name,
+                    sans=spec.stored_sans(),
+                    key_type=key_type,
+                    key_size=key_size,
+                    not_before=as_naive_utc(not_before),
+                    not_after=as_naive_utc(not_after),
+                    certificate_der=der,
+                    fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+                    tags={},
+                    private_key_ciphertext=private_key_ciphertext,
+                    renewed_from=renewed_from,
+                    requested_by=requested_by,
+                )
+                if before_commit is not None:
+                    before_commit(row)
+            break
+        except peewee.IntegrityError:
+            if attempt == SERIAL_ATTEMPTS - 1:
+                raise
+    if renewed_from is None:
+        events.notify_issued(ctx.plugins, row)
+    else:
+        events.notify_renewed(ctx.plugins, row, renewed_from)
+    return Issued(row, private_key_pem, ca_chain(ca))
 
 
 def _issue(
@@ -130,12 +254,8 @@ def _issue(
     renewed_from: str | None = None,
 ) -> Issued:
     ca = CertificateAuthority.get_by_id(role.ca_id)
-    now = utc_now()
-    check_ca_can_issue(ca, now)
     settings = role.config
-    material = ca_material(ca)
     try:
-        not_before, not_after = clamp_validity(now, ttl, material.not_after, parse_duration(settings["not_before_duration"]))
         subject = build_name(
             common_name=decision.common_name,
             organization=settings.get("organization"),
@@ -146,62 +266,27 @@ def _issue(
         )
     except ValueError as exc:
         raise ApiError("policy_violation", str(exc), {"rule": "profile"}) from None
-    issuer = issuer_info(ca, ctx.public_base_url)
-    signer = ctx.hsm.signer(ca.hsm_key_id, ca.signature_algorithm)
-    key_type, key_size = key_type_and_size(public_key_info)
+    spec = LeafSpec(
+        subject=subject,
+        common_name=decision.common_name,
+        ttl=ttl,
+        backdate=parse_duration(settings["not_before_duration"]),
+        dns_names=tuple(decision.dns_names),
+        ip_addresses=tuple(decision.ip_addresses),
+        uris=tuple(decision.uris),
+        key_usage=tuple(settings["key_usage"]) if settings.get("key_usage") else None,
+        extended_key_usage=tuple(settings.get("ext_key_usage") or ()),
+        policy_oids=policy_oids_for(settings),
+    )
     cert_id = new_id()
     sealed_key = None
     if private_key_pem is not None and settings.get("store_private_keys"):
         sealed_key = ctx.envelope.seal(private_key_pem.encode("ascii"), private_key_context(cert_id))
-    for attempt in range(SERIAL_ATTEMPTS):
-        try:
-            builder = leaf_certificate_builder(
-                subject=subject,
-                public_key_info=public_key_info,
-                serial=random_serial(),
-                not_before=not_before,
-                not_after=not_after,
-                issuer=issuer,
-                dns_names=decision.dns_names,
-                ip_addresses=decision.ip_addresses,
-                uris=decision.uris,
-                key_usage=settings.get("key_usage") or None,
-                extended_key_usage=settings.get("ext_key_usage") or [],
-                policy_oids=_policy_oids(settings),
-            )
-        except ValueError as exc:
-            # The profile refuses combinations the role allows but X.509 or the BRs do not (e.g. a free-form
-            # CN on a serverAuth certificate): the request is well-formed, so this is a policy refusal.
-            raise ApiError("policy_violation", str(exc), {"rule": "profile"}) from None
-        cert = sign_certificate(builder.build(signer.algorithm), signer)
-        der = cert.dump()
-        try:
-            with write_transaction():
-                row = Certificate.create(
-                    id=cert_id,
-                    tenant=role.tenant_id,
-                    ca=ca.id,
-                    serial_number=serial_to_hex(cert.serial_number),
-                    source=source,
-                    role_name=role.name,
-                    common_name=decision.common_name,
-                    sans={"dns": list(decision.dns_names), "ip": list(decision.ip_addresses), "uri": list(decision.uris)},
-                    key_type=key_type,
-                    key_size=key_size,
-                    not_before=as_naive_utc(not_before),
-                    not_after=as_naive_utc(not_after),
-                    certificate_der=der,
-                    fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-                    tags={},
-                    private_key_ciphertext=sealed_key,
-                    renewed_from=renewed_from,
-                    requested_by=requested_by,
-                )
-            break
-        except peewee.IntegrityError:
-            if attempt == SERIAL_ATTEMPTS - 1:
-                raise
-    return Issued(row, private_key_pem, ca_chain(ca))
+    return sign_leaf(
+        ctx, ca, spec, public_key_info, source=source, role_name=role.name, requested_by=requested_by,
+        renewed_from=renewed_from, certificate_id=cert_id, private_key_ciphertext=sealed_key,
+        private_key_pem=private_key_pem,
+    )
 
 
 def issue_certificate(ctx: IssuanceContext, tenant_id: str, role_name: str, body: dict[str, Any], requested_by: str | None) -> Issued:

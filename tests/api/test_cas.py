@@ -117,6 +117,15 @@ def services_ca_key(ca_id: str) -> str:
     return CertificateAuthority.get_by_id(ca_id).hsm_key_id
 
 
+def test_full_subject(client, admin_token):
+    resp = make_ca(client, admin_token, "full-subject", key_type="ec", organization="Example", ou="PKI", country="DE",
+                   locality="Berlin", province="Berlin")
+    assert resp.status_code == 201, resp.text
+    assert load_cert(resp.json["certificate"]).subject.native == {
+        "country_name": "DE", "state_or_province_name": "Berlin", "locality_name": "Berlin",
+        "organization_name": "Example", "organizational_unit_name": "PKI", "common_name": "full-subject CA"}
+
+
 def test_intermediate_validity_is_cut_to_parent(client, admin_token):
     root = make_ca(client, admin_token, "short-root", key_type="ec", validity_days=30).json
     inter = make_ca(
