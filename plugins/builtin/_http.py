@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
-from scaivault_pki.plugins.api import DnsProviderError
+from scaivault_pki.plugins.api import DnsProviderError, secret_or_string
 
 __all__ = [
     "BASE_URL_SCHEMA",
@@ -248,3 +248,37 @@ def oauth_error_detail(body: Any) -> str | None:
     if isinstance(body, Mapping) and isinstance(body.get("error"), str):
         return body["error"]
     return None
+
+
+def api_token_config_schema(title: str, token_description: str, default_base_url: str) -> dict[str, Any]:
+    """The config schema of a provider that authenticates with one API token and has an overridable base URL."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        "type": "object",
+        "properties": {
+            "api_token": {**secret_or_string(maxLength=512), "description": token_description},
+            "base_url": {**BASE_URL_SCHEMA, "description": f"API base URL (default {default_base_url})"},
+        },
+        "required": ["api_token"],
+        "additionalProperties": False,
+    }
+
+
+def api_token_client(
+    type_name: str,
+    config: Mapping[str, Any],
+    default_base_url: str,
+    header: Callable[[str], dict[str, str]],
+    error_detail: Callable[[Any], str | None],
+) -> JsonApi:
+    """A ``JsonApi`` for a provider configured by ``api_token_config_schema``; the token is redacted from errors."""
+    token = str(config["api_token"])
+    return JsonApi(
+        type_name,
+        config.get("base_url", default_base_url),
+        auth=lambda: header(token),
+        secrets=(token,),
+        error_detail=error_detail,
+    )
+

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from scaivault_pki.plugins.api import secret_or_string
-from scaivault_pki.plugins.builtin._http import BASE_URL_SCHEMA, JsonApi, path_segment
+from scaivault_pki.plugins.builtin._http import api_token_client, api_token_config_schema, path_segment
 from scaivault_pki.plugins.builtin._txt_records import PerValueTxtProvider, unquote_txt
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -40,33 +39,17 @@ class CloudflareProvider(PerValueTxtProvider):
     """TXT records in a Cloudflare zone, with an API token."""
 
     type_name: ClassVar[str] = "cloudflare"
-    config_schema: ClassVar[dict[str, Any]] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Cloudflare",
-        "type": "object",
-        "properties": {
-            "api_token": {
-                **secret_or_string(maxLength=512),
-                "description": "API token with Zone:Read and DNS:Edit on the zones (not the global API key)",
-            },
-            "base_url": {**BASE_URL_SCHEMA, "description": f"API base URL (default {DEFAULT_BASE_URL})"},
-        },
-        "required": ["api_token"],
-        "additionalProperties": False,
-    }
+    config_schema: ClassVar[dict[str, Any]] = api_token_config_schema(
+        "Cloudflare", "API token with Zone:Read and DNS:Edit on the zones (not the global API key)", DEFAULT_BASE_URL
+    )
     secret_fields: ClassVar[tuple[str, ...]] = ("api_token",)
     #: Cloudflare refuses TTLs under 60 seconds (1 means "automatic", which is 300).
     min_ttl: ClassVar[int] = 60
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        token = str(config["api_token"])
-        self.api = JsonApi(
-            self.type_name,
-            config.get("base_url", DEFAULT_BASE_URL),
-            auth=lambda: {"Authorization": f"Bearer {token}"},
-            secrets=(token,),
-            error_detail=_error_detail,
+        self.api = api_token_client(
+            self.type_name, config, DEFAULT_BASE_URL, lambda token: {"Authorization": f"Bearer {token}"}, _error_detail
         )
 
     def _results(self, body: Any) -> list[Any]:

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from scaivault_pki.plugins.api import secret_or_string
-from scaivault_pki.plugins.builtin._http import BASE_URL_SCHEMA, JsonApi, path_segment
+from scaivault_pki.plugins.builtin._http import api_token_client, api_token_config_schema, path_segment
 from scaivault_pki.plugins.builtin._txt_records import PerValueTxtProvider, relative_name, unquote_txt
 
 DEFAULT_BASE_URL = "https://dns.hetzner.com/api/v1"
@@ -37,28 +36,15 @@ class HetznerProvider(PerValueTxtProvider):
     """TXT records in a Hetzner DNS Console zone, with an API token."""
 
     type_name: ClassVar[str] = "hetzner"
-    config_schema: ClassVar[dict[str, Any]] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Hetzner DNS",
-        "type": "object",
-        "properties": {
-            "api_token": {**secret_or_string(maxLength=512), "description": "DNS Console API token"},
-            "base_url": {**BASE_URL_SCHEMA, "description": f"API base URL (default {DEFAULT_BASE_URL})"},
-        },
-        "required": ["api_token"],
-        "additionalProperties": False,
-    }
+    config_schema: ClassVar[dict[str, Any]] = api_token_config_schema(
+        "Hetzner DNS", "DNS Console API token", DEFAULT_BASE_URL
+    )
     secret_fields: ClassVar[tuple[str, ...]] = ("api_token",)
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        token = str(config["api_token"])
-        self.api = JsonApi(
-            self.type_name,
-            config.get("base_url", DEFAULT_BASE_URL),
-            auth=lambda: {"Auth-API-Token": token},
-            secrets=(token,),
-            error_detail=_error_detail,
+        self.api = api_token_client(
+            self.type_name, config, DEFAULT_BASE_URL, lambda token: {"Auth-API-Token": token}, _error_detail
         )
 
     def lookup_zone(self, name: str) -> str | None:
