@@ -63,7 +63,16 @@ def issued_view(issued: issuance.Issued) -> dict[str, Any]:
     return body
 
 
-class _Issuing:
+def send_issued(resp: falcon.Response, issued: issuance.Issued, **extra: Any) -> None:
+    """201 with the new certificate's location and the issue/sign/renew answer."""
+    resp.status = falcon.HTTP_201
+    resp.location = f"/v1/pki/certificates/{issued.certificate.id}"
+    resp.media = {**issued_view(issued), **extra}
+
+
+class IssuingResource:
+    """A resource that issues: gives its responders the issuance context of this process."""
+
     def __init__(self, services: Services):
         self.services = services
 
@@ -72,28 +81,24 @@ class _Issuing:
                                         self.services.plugins)
 
 
-class Issue(_Issuing):
+class Issue(IssuingResource):
     scopes = {"POST": ("pki:issue",)}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, role: str) -> None:
         body = read_json(req, "issue", self.services.config.max_body_bytes)
         principal = req.context.principal
         issued = issuance.issue_certificate(self.context(), principal.tenant_id, role, body, principal.token_id)
-        resp.status = falcon.HTTP_201
-        resp.location = f"/v1/pki/certificates/{issued.certificate.id}"
-        resp.media = issued_view(issued)
+        send_issued(resp, issued)
 
 
-class Sign(_Issuing):
+class Sign(IssuingResource):
     scopes = {"POST": ("pki:issue",)}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, role: str) -> None:
         body = read_json(req, "sign", self.services.config.max_body_bytes)
         principal = req.context.principal
         issued = issuance.sign_request(self.context(), principal.tenant_id, role, body, principal.token_id)
-        resp.status = falcon.HTTP_201
-        resp.location = f"/v1/pki/certificates/{issued.certificate.id}"
-        resp.media = issued_view(issued)
+        send_issued(resp, issued)
 
 
 class CertificateCollection:
@@ -131,7 +136,7 @@ class CertificatePem:
         send_pem(resp, certificate_pem(row.certificate_der))
 
 
-class CertificateRenew(_Issuing):
+class CertificateRenew(IssuingResource):
     scopes = {"POST": ("pki:issue",)}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, certificate_id: str) -> None:
@@ -139,9 +144,7 @@ class CertificateRenew(_Issuing):
         principal = req.context.principal
         row = certificates.get_certificate(principal.tenant_id, certificate_id)
         issued = issuance.renew_certificate(self.context(), principal.tenant_id, row, body, principal.token_id)
-        resp.status = falcon.HTTP_201
-        resp.location = f"/v1/pki/certificates/{issued.certificate.id}"
-        resp.media = issued_view(issued)
+        send_issued(resp, issued)
 
 
 class CertificatePrivateKey:

@@ -14,7 +14,7 @@ from ..pki import csr_workflow as workflow
 from ..pki.csr import csr_pem
 from ..schema.models import CsrRequest
 from ..services import Services
-from .certificates import _Issuing, issued_view
+from .certificates import IssuingResource, send_issued
 from .http import read_json, read_optional_json, rfc3339
 from .validation import parse_limit
 
@@ -125,7 +125,7 @@ class CsrDecision:
         resp.media = csr_view(row, detail=True)
 
 
-class CsrSign(_Issuing):
+class CsrSign(IssuingResource):
     """Signs like ``/issue`` and ``/sign`` do, through the same issuance context (so plugins hear of it too)."""
 
     scopes = _scopes("POST", "sign")
@@ -134,9 +134,7 @@ class CsrSign(_Issuing):
         body = read_json(req, "sign_csr", self.services.config.max_body_bytes)
         principal = req.context.principal
         issued = workflow.sign_request(self.context(), principal.tenant_id, csr_id, body, principal.token_id)
-        resp.status = falcon.HTTP_201
-        resp.location = f"/v1/pki/certificates/{issued.certificate.id}"
-        resp.media = {**issued_view(issued), "csr_id": csr_id}
+        send_issued(resp, issued, csr_id=csr_id)
 
 
 def routes(services: Services) -> list[tuple[str, object]]:
