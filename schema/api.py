@@ -89,6 +89,17 @@ NAMES_REQUEST: dict[str, Any] = {
     "uri_sans": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 2048}, "maxItems": 100},
 }
 
+SAN_OVERRIDE: dict[str, Any] = {
+    "description": "replaces the names the CSR asks for",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "dns": NAMES_REQUEST["alt_names"],
+        "ip": NAMES_REQUEST["ip_sans"],
+        "uri": NAMES_REQUEST["uri_sans"],
+    },
+}
+
 ISSUE: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -107,16 +118,7 @@ SIGN: dict[str, Any] = {
     "properties": {
         "csr_pem": {"type": "string", "minLength": 1, "maxLength": 65536},
         "ttl": DURATION,
-        "san": {
-            "description": "replaces the names the CSR asks for",
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "dns": NAMES_REQUEST["alt_names"],
-                "ip": NAMES_REQUEST["ip_sans"],
-                "uri": NAMES_REQUEST["uri_sans"],
-            },
-        },
+        "san": SAN_OVERRIDE,
     },
 }
 
@@ -202,17 +204,7 @@ CSR_SIGN: dict[str, Any] = {
     "properties": {
         "ca_id": {"type": "string", "minLength": 1, "maxLength": 64},
         "validity_days": {"type": "integer", "minimum": 1, "maximum": 3650},
-        "san": {
-            "description": "replaces the names the CSR asks for",
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "dns": NAMES_REQUEST["alt_names"],
-                "ip": NAMES_REQUEST["ip_sans"],
-                "uri": NAMES_REQUEST["uri_sans"],
-                "email": CSR_SAN_EMAILS,
-            },
-        },
+        "san": {**SAN_OVERRIDE, "properties": {**SAN_OVERRIDE["properties"], "email": CSR_SAN_EMAILS}},
     },
 }
 

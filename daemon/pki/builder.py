@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from asn1crypto import algos, core, keys, x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -132,7 +132,38 @@ _BUILD_RULES: Final[tuple[_Rule, ...]] = (
 )
 
 
-class CertificateBuilder:
+class ImmutableBuilder:
+    """The mechanics shared by our builders: slots set once, every setter returns a new builder.
+
+    Subclasses declare ``__slots__`` and call ``_require_unset`` then ``_with`` in their setters.
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        """Create an empty builder."""
+        for slot in self.__slots__:
+            object.__setattr__(self, slot, None)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; setters return a new builder")
+
+    def _with(self: _B, slot: str, value: object) -> _B:
+        clone = type(self).__new__(type(self))
+        for name in self.__slots__:
+            object.__setattr__(clone, name, getattr(self, name))
+        object.__setattr__(clone, slot, value)
+        return clone
+
+    def _require_unset(self, slot: str, label: str) -> None:
+        if getattr(self, slot) is not None:
+            raise ValueError(f"{label} may only be set once")
+
+
+_B = TypeVar("_B", bound=ImmutableBuilder)
+
+
+class CertificateBuilder(ImmutableBuilder):
     """Immutable builder for an unsigned X.509 v3 ``TbsCertificate``.
 
     Each setter validates its argument and returns a new builder; setting the
@@ -160,23 +191,8 @@ class CertificateBuilder:
 
     def __init__(self) -> None:
         """Create an empty builder."""
-        for slot in self.__slots__:
-            object.__setattr__(self, slot, None)
+        super().__init__()
         object.__setattr__(self, "_extensions", ())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("CertificateBuilder is immutable; setters return a new builder")
-
-    def _with(self, slot: str, value: object) -> CertificateBuilder:
-        clone = CertificateBuilder.__new__(CertificateBuilder)
-        for name in self.__slots__:
-            object.__setattr__(clone, name, getattr(self, name))
-        object.__setattr__(clone, slot, value)
-        return clone
-
-    def _require_unset(self, slot: str, label: str) -> None:
-        if getattr(self, slot) is not None:
-            raise ValueError(f"{label} may only be set once")
 
     # -- setters ----------------------------------------------------------
 

@@ -37,7 +37,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import extensions as ext
-from .builder import SignatureVerificationError
+from .builder import ImmutableBuilder, SignatureVerificationError
 from .names import build_name, name_fields
 from .profiles import key_type_and_size
 from .signing import SIGNATURE_ALGORITHMS, Signer, check_signer_algorithm, verify_signature
@@ -494,7 +494,7 @@ def _as_sequence(values: Iterable[str]) -> Sequence[str]:
     return values if isinstance(values, str) else tuple(values)
 
 
-class CsrBuilder:
+class CsrBuilder(ImmutableBuilder):
     """Immutable builder for an unsigned PKCS#10 ``CertificationRequestInfo``.
 
     Each setter validates its argument and returns a new builder; setting a
@@ -509,26 +509,6 @@ class CsrBuilder:
     _public_key: bytes | None
     #: DER of the subjectAltName GeneralNames
     _san: bytes | None
-
-    def __init__(self) -> None:
-        """Create an empty builder."""
-        for slot in self.__slots__:
-            object.__setattr__(self, slot, None)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        """Refuse attribute assignment: the builder is immutable."""
-        raise AttributeError("CsrBuilder is immutable; setters return a new builder")
-
-    def _with(self, slot: str, value: object) -> CsrBuilder:
-        clone = CsrBuilder.__new__(CsrBuilder)
-        for name in self.__slots__:
-            object.__setattr__(clone, name, getattr(self, name))
-        object.__setattr__(clone, slot, value)
-        return clone
-
-    def _require_unset(self, slot: str, label: str) -> None:
-        if getattr(self, slot) is not None:
-            raise ValueError(f"{label} may only be set once")
 
     def subject_name(self, name: x509.Name) -> CsrBuilder:
         """Set the subject; the empty name is allowed if subject alt names are set.
