@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 DATA_DIR ?= $(CURDIR)/var
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := softhsm2 opensc openssl bind9 wrk
+DEBIAN_PACKAGES := softhsm2 opensc openssl bind9 wrk pebble
 
 export SCAIVAULT_PKI_DATA_DIR ?= $(DATA_DIR)
 
@@ -13,7 +13,7 @@ export SCAIVAULT_PKI_DATA_DIR ?= $(DATA_DIR)
 
 deps:
 	@if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null || ! command -v openssl >/dev/null \
-		|| ! test -x /usr/sbin/named || ! command -v wrk >/dev/null; then \
+		|| ! test -x /usr/sbin/named || ! command -v wrk >/dev/null || ! test -x /usr/bin/pebble-challtestsrv; then \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES); \
 	fi
 

@@ -12,6 +12,7 @@ from .api import csr
 from .api import dns_providers, secrets
 from .api import revocation
 from .api import trust
+from .api import acme
 from .api.middleware import Authentication, DatabaseConnection, RequestContext
 from .errors import ERROR_STATUS, ApiError
 from .hsm import HsmError
@@ -21,7 +22,7 @@ log = logging.getLogger("scaivault_pki.app")
 
 
 # Each API module adds its own routes with a ``routes(services)`` function; list new modules here.
-ROUTE_MODULES: tuple = (csr, dns_providers, secrets, revocation, trust,)
+ROUTE_MODULES: tuple = (csr, dns_providers, secrets, revocation, trust, acme,)
 
 
 def routes(services: Services) -> list[tuple[str, object]]:

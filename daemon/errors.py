@@ -41,6 +41,7 @@ ERROR_STATUS: dict[str, int] = {
     "dns_provider_misconfigured": 422,  # the resolved config does not fit the provider (e.g. a secret's value)
     # 502: an upstream service refused or failed
     "dns_provider_error": 502,  # the DNS provider refused a change or could not be reached
+    "acme_upstream_error": 502,  # the ACME CA refused a request or could not be reached
     # 503: a dependency is down
     "hsm_unavailable": 503,
     "database_unavailable": 503,

@@ -172,7 +172,11 @@ class CertificateEvent:
 
 
 class AcmeCaBackend(abc.ABC):
-    """An ACME CA backend type (filled in by the ACME issue; registered through ``scaivault_pki_acme_ca_backends``).
+    """An ACME CA backend type (registered through ``scaivault_pki_acme_ca_backends``).
+
+    The host validates an account's settings against :attr:`config_schema` (``environment``, and for a CA
+    without fixed directories ``directory_url``), resolves secret references, and asks :attr:`directory_url`
+    where to register and order. Subclasses usually only set class attributes.
 
     .. versionadded:: 0.1
     """
@@ -183,12 +187,19 @@ class AcmeCaBackend(abc.ABC):
     config_schema: ClassVar[dict[str, Any]]
     #: Config fields that may hold secret references (e.g. an EAB HMAC key).
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    #: The CA's directory URL per environment (``{"production": ..., "staging": ...}``); empty when the
+    #: account gives its own ``directory_url``.
+    directory_urls: ClassVar[Mapping[str, str]] = {}
+    #: Whether the CA only registers accounts with External Account Binding (``eab_kid``, ``eab_hmac_key``).
+    eab_required: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         """Keep the (already validated, secret-resolved) config; do no network I/O here."""
         self.config: Mapping[str, Any] = config
 
     @property
-    @abc.abstractmethod
     def directory_url(self) -> str:
-        """The ACME directory URL of this CA."""
+        """The ACME directory URL of this CA: the config's ``directory_url``, else that of its ``environment``."""
+        if self.config.get("directory_url"):
+            return str(self.config["directory_url"])
+        return self.directory_urls[self.config.get("environment", "production")]

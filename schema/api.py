@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..plugins.api import SECRET_KEY_PATTERN
+from ..plugins.api import SECRET_KEY_PATTERN, SECRET_REFERENCE_SCHEMA
 
 NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"}
 
@@ -341,3 +341,39 @@ REVOKE_CA: dict[str, Any] = {
 }
 
 REQUEST_SCHEMAS.update({"revoke": REVOKE, "revoke_ca": REVOKE_CA})
+
+# ACME accounts (pki.acme_accounts). The backend's own schema checks environment/directory_url/EAB per provider.
+ACME_ACCOUNT_CREATE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "provider", "email"],
+    "properties": {
+        "name": NAME,
+        "provider": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+        "environment": {"enum": ["production", "staging"]},
+        "email": {"type": "string", "minLength": 3, "maxLength": 254, "pattern": "^[^@\\s,:<>]+@[A-Za-z0-9.-]+$"},
+        "directory_url": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "ca_bundle": {"type": "string", "minLength": 1, "maxLength": 262144},
+        "eab_kid": {"type": "string", "minLength": 1, "maxLength": 256},
+        "eab_hmac_key": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 512}, SECRET_REFERENCE_SCHEMA]},
+    },
+}
+
+REQUEST_SCHEMAS.update({"create_acme_account": ACME_ACCOUNT_CREATE})
+
+ACME_ISSUE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["account_id", "domains"],
+    "properties": {
+        "account_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "domains": {"type": "array", "minItems": 1, "maxItems": 100,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 255}},
+        "challenge_type": {"enum": ["http-01", "dns-01", "tls-alpn-01"]},
+        "dns_provider_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "auto_renew": {"type": "boolean"},
+        "key_type": {"enum": ["ec", "rsa"]},
+    },
+}
+
+REQUEST_SCHEMAS.update({"acme_issue": ACME_ISSUE})

@@ -337,3 +337,84 @@ class CertificateChain(BaseModel):
 
 
 ALL_MODELS += (TrustAnchor, TrustAnchorCrl, CertificateChain)
+
+
+class AcmeAccount(BaseModel):
+    """An account at an ACME CA (see ``pki.acme_accounts``). The private key is sealed; the EAB key is never kept."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="acme_accounts", on_delete="CASCADE")
+    name = peewee.CharField(max_length=128)
+    provider = peewee.CharField(max_length=64)  # an AcmeCaBackend type_name
+    environment = peewee.CharField(max_length=16)  # production | staging
+    directory_url = peewee.CharField(max_length=2048)
+    email = peewee.CharField(max_length=255)
+    account_url = peewee.CharField(max_length=2048)  # the account's URL at the CA (its "kid")
+    eab_kid = peewee.CharField(max_length=256, null=True)
+    ca_bundle_pem = peewee.TextField(null=True)
+    key_ciphertext = BytesField()
+    status = peewee.CharField(max_length=16)  # valid | deactivated
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    deactivated_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "acme_accounts"
+        indexes = ((("tenant", "name"), True), (("tenant", "created_at", "id"), False))
+
+
+ALL_MODELS += (AcmeAccount,)
+
+
+class AcmeOrder(BaseModel):
+    """An ACME order and where the background driver is with it (see ``pki.acme_orders``)."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="acme_orders", on_delete="CASCADE")
+    account = peewee.ForeignKeyField(AcmeAccount, backref="orders", on_delete="RESTRICT")
+    status = peewee.CharField(max_length=16)  # pending | processing | valid | invalid
+    domains = JSONField()
+    challenge_type = peewee.CharField(max_length=16)
+    key_type = peewee.CharField(max_length=8)
+    auto_renew = peewee.BooleanField()
+    order_url = peewee.CharField(max_length=2048)
+    finalize_url = peewee.CharField(max_length=2048)
+    csr_pem = peewee.TextField()
+    key_ciphertext = BytesField()  # the certificate's private key (PKCS#8 PEM), sealed to acme-order:{id}
+    certificate = peewee.ForeignKeyField(Certificate, null=True, backref="acme_orders", on_delete="SET NULL")
+    error = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = peewee.DateTimeField(default=utcnow)
+    requested_by = peewee.CharField(max_length=36, null=True)
+    renewal_of = peewee.ForeignKeyField("self", null=True, backref="renewals", on_delete="SET NULL", column_name="renewal_of")
+    renew_after = peewee.DateTimeField(null=True)  # when the renewal job renews this order's certificate
+    renewal_failures = peewee.IntegerField(default=0)
+    renewal_error = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "acme_orders"
+        indexes = ((("tenant", "created_at", "id"), False), (("status", "next_attempt_at"), False),
+                   (("renew_after",), False))
+
+
+class AcmeChallenge(BaseModel):
+    """One challenge of an order; ``active`` ones are served (http-01) until the order ends."""
+
+    order = peewee.ForeignKeyField(AcmeOrder, backref="challenges", on_delete="CASCADE")
+    domain = peewee.CharField(max_length=255)
+    type = peewee.CharField(max_length=16)
+    token = peewee.CharField(max_length=255)
+    key_authorization = peewee.CharField(max_length=512)
+    url = peewee.CharField(max_length=2048)
+    authorization_url = peewee.CharField(max_length=2048)
+    status = peewee.CharField(max_length=16)
+    answered_at = peewee.DateTimeField(null=True)
+    active = peewee.BooleanField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "acme_challenges"
+        indexes = ((("order",), False), (("token",), False))
+
+
+ALL_MODELS += (AcmeOrder, AcmeChallenge)

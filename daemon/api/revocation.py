@@ -47,7 +47,8 @@ class Revoke:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, "revoke", self.services.config.max_body_bytes)
-        row = revocation.revoke_certificate(req.context.principal.tenant_id, body, self.services.plugins)
+        row = revocation.revoke_certificate(req.context.principal.tenant_id, body, self.services.plugins,
+                                         self.services.envelope)
         resp.media = revocation_view(row)
 
 

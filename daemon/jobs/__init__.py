@@ -1,4 +1,4 @@
-"""Background jobs: CRL publication now; the ACME order driver and renewals join through ``default_jobs``.
+"""Background jobs: CRL publication, expiry events, the ACME order driver and ACME renewals (``default_jobs``).
 
 Each gunicorn worker starts one :class:`JobRunner` thread after fork (``start_background_jobs``, called from
 ``server.worker_app``) and stops it when the worker exits; database leases make sure each job runs in one worker
@@ -11,7 +11,7 @@ import atexit
 import datetime as dt
 import threading
 
-from ..pki import events
+from ..pki import acme_orders, events
 from ..services import Services
 from .crl import CrlJobs
 from .runner import Job, JobRunner
@@ -26,6 +26,7 @@ _started_lock = threading.Lock()
 # each of its last 30 days until it is renewed or expires).
 EXPIRY_NOTICE = dt.timedelta(days=30)
 DAY_SECONDS = 86400.0
+ACME_RENEWAL_INTERVAL = 10.0
 
 
 def default_jobs(services: Services) -> list[Job]:
@@ -41,7 +42,19 @@ def default_jobs(services: Services) -> list[Job]:
         # Held a little over a day, so the worker that ran it keeps it and no other worker runs it again today.
         lease_seconds=DAY_SECONDS + 600,
     )
-    return [*CrlJobs(services.hsm, services.config).jobs(), expiring]
+
+    def drive_acme_orders() -> None:
+        acme_orders.drive_due_orders(services.envelope)
+
+    # Each order is stepped only when its own next attempt is due; the lease outlasts a slow CA's answers.
+    acme = Job("acme.orders", 1.0, drive_acme_orders, lease_seconds=120)
+
+    def renew_acme_certificates() -> None:
+        acme_orders.renew_due_orders(services.envelope)
+
+    # Renewal times carry jitter and failures back off for minutes, so checking every 10 s is plenty.
+    renewals = Job("acme.renewals", ACME_RENEWAL_INTERVAL, renew_acme_certificates, lease_seconds=120)
+    return [*CrlJobs(services.hsm, services.config).jobs(), expiring, acme, renewals]
 
 
 def start_background_jobs(services: Services) -> JobRunner:

@@ -31,7 +31,7 @@ from ..plugins.manager import PluginHost
 from ..schema.db import write_transaction
 from ..schema.models import Certificate, CertificateAuthority
 from ..times import as_naive_utc, utc_now
-from . import events
+from . import acme_orders, events
 from .authorities import get_ca
 from .crl import CRL_REASONS
 from .serials import parse_serial, serial_to_hex
@@ -130,16 +130,24 @@ def _ca_of_certificate_row(row: Certificate) -> CertificateAuthority | None:
     )
 
 
-def revoke_certificate(tenant_id: str, body: dict[str, Any], plugins: PluginHost | None = None) -> Certificate:
-    """``POST /v1/pki/revoke``: mark the certificate revoked and its CA's CRL dirty; a second call changes nothing."""
-    if body.get("use_acme"):
-        raise ApiError(
-            "policy_violation",
-            "use_acme: revocation through the issuing ACME CA is not available until the ACME client exists",
-            {"rule": "use_acme", "field": "use_acme"},
-        )
+def revoke_certificate(tenant_id: str, body: dict[str, Any], plugins: PluginHost | None = None,
+                       envelope: Any = None) -> Certificate:
+    """``POST /v1/pki/revoke``: mark the certificate revoked and its CA's CRL dirty; a second call changes nothing.
+
+    With ``use_acme`` (certificates from ACME orders; needs ``envelope`` to open the account key) the issuing
+    ACME CA revokes it first, and only then is it marked revoked here.
+    """
     reason = parse_reason(body.get("reason"))
     row = find_certificate(tenant_id, body)
+    if body.get("use_acme"):
+        if row.status != "revoked":
+            acme_orders.revoke_upstream(envelope, row, reason)
+    elif row.source == "acme":
+        raise ApiError(
+            "invalid_state",
+            "this certificate comes from an ACME CA: revoke it there with use_acme: true",
+            {"source": row.source, "field": "use_acme"},
+        )
     if row.source == "ca":
         ca = _ca_of_certificate_row(row)
         raise ApiError(
@@ -147,7 +155,7 @@ def revoke_certificate(tenant_id: str, body: dict[str, Any], plugins: PluginHost
             "this is a CA certificate; revoke the CA (and everything under it) with POST /v1/pki/ca/{id}/revoke",
             {"ca_id": ca.id if ca is not None else None},
         )
-    if row.ca_id is None:
+    if row.ca_id is None and row.source != "acme":
         raise ApiError(
             "invalid_state",
             "this certificate was not issued by a CA of this daemon, so no CRL or OCSP answer of ours can revoke it",
@@ -159,7 +167,7 @@ def revoke_certificate(tenant_id: str, body: dict[str, Any], plugins: PluginHost
             .where((Certificate.id == row.id) & (Certificate.status != "revoked"))
             .execute()
         )
-        if updated:
+        if updated and row.ca_id is not None:
             CertificateAuthority.update(crl_dirty=True).where(CertificateAuthority.id == row.ca_id).execute()
         row = Certificate.get_by_id(row.id)
     if updated:

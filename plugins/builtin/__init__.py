@@ -7,7 +7,8 @@ entry-point group; the plugin manager loads this module like any other plugin, s
 
 from __future__ import annotations
 
-from scaivault_pki.plugins.api import DnsProvider
+from scaivault_pki.plugins.api import AcmeCaBackend, DnsProvider
+from scaivault_pki.plugins.builtin.acme_cas import BUILTIN_ACME_CA_BACKENDS
 from scaivault_pki.plugins.builtin.dns_aws_route53 import Route53Provider
 from scaivault_pki.plugins.builtin.dns_azure_dns import AzureDnsProvider
 from scaivault_pki.plugins.builtin.dns_cloudflare import CloudflareProvider
@@ -33,3 +34,9 @@ BUILTIN_DNS_PROVIDERS: tuple[type[DnsProvider], ...] = (
 def scaivault_pki_dns_provider_types() -> list[type[DnsProvider]]:
     """The built-in DNS provider types."""
     return list(BUILTIN_DNS_PROVIDERS)
+
+
+@hookimpl
+def scaivault_pki_acme_ca_backends() -> list[type[AcmeCaBackend]]:
+    """The built-in ACME CA backends."""
+    return list(BUILTIN_ACME_CA_BACKENDS)

@@ -170,12 +170,13 @@ def test_revoke_refusals(client, admin_token, body, status, code, field):
         assert resp.json["error"]["details"]["field"] == field
 
 
-def test_use_acme_is_not_available_yet(client, admin_token, pki):
+def test_use_acme_refuses_certificates_that_no_acme_ca_issued(client, admin_token, pki):
+    # ACME revocation itself is tested against Pebble in tests/acme.
     _, int1, _ = pki
     leaf = issue(client, admin_token, int1, "acme")
     resp = revoke(client, admin_token, serial_number=leaf["serial_number"], use_acme=True)
     assert resp.status_code == 422 and resp.json["error"]["details"]["rule"] == "use_acme"
-    assert "ACME client" in resp.json["error"]["message"]
+    assert "ACME order" in resp.json["error"]["message"]
     assert revoke(client, admin_token, serial_number=leaf["serial_number"], use_acme=False).status_code == 200
 
 

@@ -78,9 +78,9 @@ class RunningDaemon:
                 self.process.wait()
 
 
-def start_daemon(data_dir: Path, workers: int = 2, **overrides: str) -> RunningDaemon:
-    """`scaivault-pki serve` on a free loopback port; returns once /v1/sys/health answers (200 or 503)."""
-    port = free_port()
+def start_daemon(data_dir: Path, workers: int = 2, port: int | None = None, **overrides: str) -> RunningDaemon:
+    """`scaivault-pki serve` on ``port`` (default: a free loopback port); returns once /v1/sys/health answers (200 or 503)."""
+    port = port or free_port()
     env = daemon_env(data_dir, listen=f"127.0.0.1:{port}", workers=str(workers), **overrides)
     log_path = data_dir / f"serve-{port}.log"
     with open(log_path, "wb") as log:

@@ -1,0 +1,138 @@
+"""The daemon's side of RFC 8555 over certbot's ``acme`` package (``ClientV2``): connect, register, deactivate.
+
+Account keys are EC P-256 (ES256). A directory with its own trust (``ca_bundle``, custom CAs and tests only) is
+verified against that PEM instead of the system's store. Errors from the CA become :class:`AcmeUpstreamError`,
+whose message (the CA's problem document) is shown to API users.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import josepy as jose
+import requests
+from acme import client as acme_client
+from acme import errors as acme_errors
+from acme import messages
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .. import __version__
+
+USER_AGENT = f"scaivault-pki/{__version__}"
+NETWORK_TIMEOUT = 30
+
+
+class AcmeUpstreamError(Exception):
+    """The ACME CA refused a request or could not be reached; the message says which and why (no secrets)."""
+
+
+def generate_account_key() -> ec.EllipticCurvePrivateKey:
+    """A fresh EC P-256 account key."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def account_key_der(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """PKCS#8 DER of ``key`` (what gets sealed)."""
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def load_account_key(der: bytes) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_der_private_key(der, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("an ACME account key must be an EC key")
+    return key
+
+
+_bundle_dir: str | None = None
+_bundle_files: dict[str, str] = {}
+_bundle_lock = threading.Lock()
+
+
+def _bundle_path(ca_bundle_pem: str) -> str:
+    # requests wants a file. One per distinct bundle, in a directory private to this process (mkdtemp: 0700), so
+    # nobody else on the host can plant a file there for us to trust.
+    global _bundle_dir
+    digest = hashlib.sha256(ca_bundle_pem.encode()).hexdigest()
+    with _bundle_lock:
+        if digest not in _bundle_files:
+            if _bundle_dir is None:
+                _bundle_dir = tempfile.mkdtemp(prefix="scaivault-acme-ca-")
+            path = Path(_bundle_dir) / f"{digest}.pem"
+            path.write_text(ca_bundle_pem)
+            _bundle_files[digest] = str(path)
+        return _bundle_files[digest]
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, for API users and logs: the CA's problem document, or the network failure."""
+    if isinstance(exc, messages.Error):
+        return f"{exc.typ}: {exc.detail}" if exc.detail else str(exc.typ)
+    if isinstance(exc, requests.RequestException):
+        return f"cannot reach the ACME CA: {type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Connection:
+    """A ``ClientV2`` bound to one account key (and, once known, the account's URL)."""
+
+    client: acme_client.ClientV2
+    key: jose.JWKEC
+
+    @property
+    def eab_required(self) -> bool:
+        return bool(self.client.external_account_required())
+
+
+def connect(directory_url: str, key: ec.EllipticCurvePrivateKey, *, account_url: str | None = None,
+            ca_bundle_pem: str | None = None) -> Connection:
+    """Fetch the directory and return a client signing with ``key`` (as account ``account_url`` when given)."""
+    jwk = jose.JWKEC(key=key)
+    account = messages.RegistrationResource(uri=account_url, body=messages.Registration()) if account_url else None
+    verify: bool | str = _bundle_path(ca_bundle_pem) if ca_bundle_pem else True
+    net = acme_client.ClientNetwork(jwk, account=account, alg=jose.ES256, verify_ssl=verify,  # type: ignore[arg-type]
+                                    user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT)
+    try:
+        directory = acme_client.ClientV2.get_directory(directory_url, net)
+    except (messages.Error, acme_errors.Error, requests.RequestException, ValueError) as exc:
+        raise AcmeUpstreamError(f"cannot read the ACME directory {directory_url}: {describe(exc)}") from exc
+    return Connection(acme_client.ClientV2(directory, net), jwk)
+
+
+def register(conn: Connection, email: str, eab: tuple[str, str] | None) -> messages.RegistrationResource:
+    """Create the account: agree to the CA's terms of service, contact ``email``, EAB (kid, HMAC key) if given."""
+    binding = None
+    if eab is not None:
+        binding = messages.ExternalAccountBinding.from_data(
+            account_public_key=conn.key.public_key(), kid=eab[0], hmac_key=eab[1], directory=conn.client.directory
+        )
+    registration = messages.NewRegistration.from_data(
+        email=email, terms_of_service_agreed=True, external_account_binding=binding
+    )
+    try:
+        regr = conn.client.new_account(registration)
+    except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
+        raise AcmeUpstreamError(f"the ACME CA refused the registration: {describe(exc)}") from exc
+    return _without_eab(regr)
+
+
+def _without_eab(regr: messages.RegistrationResource) -> messages.RegistrationResource:
+    # acme 5.x sends the registration body back on update/deactivate; the CA echoes externalAccountBinding in it,
+    # and sending that again is refused. The binding is only meaningful in newAccount, so drop it.
+    return regr.update(body=regr.body.update(external_account_binding=None))
+
+
+def deactivate(conn: Connection) -> None:
+    """Deactivate the connection's account at the CA (RFC 8555 7.3.6); the CA then refuses it for good."""
+    regr = conn.client.net.account
+    if regr is None:
+        raise ValueError("deactivate needs a connection made with account_url")
+    try:
+        conn.client.deactivate_registration(_without_eab(regr))
+    except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
+        raise AcmeUpstreamError(f"the ACME CA refused to deactivate the account: {describe(exc)}") from exc
