@@ -61,6 +61,17 @@ SECRET_REFERENCE_SCHEMA: dict[str, Any] = {
 }
 
 
+#: JSON Schema of the optional ``propagation_nameservers`` config field: the servers the host checks a new TXT
+#: value against instead of the zone's NS records (``"192.0.2.1"``, ``"192.0.2.1:5353"``, ``"[2001:db8::1]:53"``).
+#: For hidden primaries, split horizons and test servers. Put it in a type's ``config_schema`` to offer it.
+PROPAGATION_NAMESERVERS_SCHEMA: dict[str, Any] = {
+    "description": "IP or IP:port of each server to check propagation against, instead of the zone's NS records",
+    "type": "array", "minItems": 1, "maxItems": 16,
+    "items": {"type": "string", "minLength": 2, "maxLength": 64,
+              "pattern": r"^(\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?|[0-9A-Fa-f:.]+)$"},
+}
+
+
 def secret_or_string(**string_schema: Any) -> dict[str, Any]:
     """JSON Schema for a secret-bearing config field: a literal string or a secret reference.
 

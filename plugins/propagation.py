@@ -109,6 +109,55 @@ def authoritative_servers(zone: str, resolver: dns.resolver.Resolver, port: int 
     return servers
 
 
+def _txt_problem(fqdn: str, value: str, server: Nameserver, timeout: float) -> str | None:
+    """Why ``server`` does not serve ``value`` at ``fqdn`` yet, or None when it does."""
+    try:
+        response = query_direct(fqdn, "TXT", server, timeout)
+    except (dns.exception.DNSException, OSError) as exc:
+        return f"no answer ({type(exc).__name__})"
+    if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return dns.rcode.to_text(response.rcode())
+    return None if value in txt_values(response, fqdn) else "value not served yet"
+
+
+def check_txt_once(fqdn: str, value: str, servers: Sequence[Nameserver]) -> dict[Nameserver, str]:
+    """One poll round, for callers that must not block (the ACME order job checks once per step).
+
+    Asks every server once (each query bounded by :data:`QUERY_TIMEOUT`); returns the servers that do not
+    serve ``value`` yet, with why. Empty: propagated everywhere.
+    """
+    if not servers:
+        raise DnsProviderError(f"no authoritative servers to check {fqdn} against")
+    lagging = {}
+    for server in servers:
+        problem = _txt_problem(fqdn, value, server, QUERY_TIMEOUT)
+        if problem is not None:
+            lagging[server] = problem
+    return lagging
+
+
+def propagation_servers(
+    provider: DnsProvider,
+    fqdn: str,
+    *,
+    zone: str | None = None,
+    resolver: dns.resolver.Resolver | None = None,
+    port: int = 53,
+) -> list[Nameserver]:
+    """The servers to check ``fqdn`` against: the provider's ``propagation_nameservers`` config when set
+    (``IP`` or ``IP:port`` each; no discovery: a hidden primary, a split horizon, a test server), else the
+    addresses of the zone's NS names looked up through ``resolver`` (the system's by default), on ``port``.
+    """
+    override = provider.config.get("propagation_nameservers")
+    if override:
+        try:
+            return [Nameserver.parse(text) for text in override]
+        except ValueError as exc:
+            raise DnsProviderError(f"propagation_nameservers: {exc}") from None
+    zone = zone or provider.find_zone(fqdn)
+    return authoritative_servers(zone, resolver or dns.resolver.Resolver(), port)
+
+
 def wait_for_txt(
     fqdn: str,
     value: str,
@@ -134,17 +183,11 @@ def wait_for_txt(
             remaining = deadline - clock()
             if remaining <= 0:
                 break
-            try:
-                response = query_direct(fqdn, "TXT", server, min(QUERY_TIMEOUT, remaining))
-            except (dns.exception.DNSException, OSError) as exc:
-                last_problem[server] = f"no answer ({type(exc).__name__})"
-                continue
-            if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                last_problem[server] = dns.rcode.to_text(response.rcode())
-            elif value in txt_values(response, fqdn):
+            problem = _txt_problem(fqdn, value, server, min(QUERY_TIMEOUT, remaining))
+            if problem is None:
                 pending.remove(server)
             else:
-                last_problem[server] = "value not served yet"
+                last_problem[server] = problem
         if not pending:
             return
         remaining = deadline - clock()
@@ -167,13 +210,11 @@ def wait_for_propagation(
     """Wait, with ``provider``'s timeout and interval, until ``value`` at ``fqdn`` is served everywhere.
 
     Call it after :meth:`DnsProvider.present` and before answering the dns-01 challenge. ``nameservers``
-    overrides discovery (a fixed list of ``IP:port``, e.g. a hidden primary or a test server); otherwise the
-    zone (given, or found by :meth:`DnsProvider.find_zone`) has its NS names resolved through ``resolver``
-    (the system's by default) and each address is asked on ``port``.
+    overrides discovery (a fixed list of ``IP:port``, e.g. a hidden primary or a test server); otherwise
+    :func:`propagation_servers` decides (the provider's ``propagation_nameservers``, else the zone's NS).
     """
     timeout = float(provider.propagation_timeout)
     interval = float(provider.propagation_interval)
     if nameservers is None:
-        zone = zone or provider.find_zone(fqdn)
-        nameservers = authoritative_servers(zone, resolver or dns.resolver.Resolver(), port)
+        nameservers = propagation_servers(provider, fqdn, zone=zone, resolver=resolver, port=port)
     wait_for_txt(fqdn, value, nameservers, timeout=timeout, interval=interval)

@@ -390,6 +390,7 @@ class AcmeOrder(BaseModel):
     renewal_error = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
+    dns_provider_id = peewee.CharField(max_length=36, null=True)  # dns-01: the tenant's DNS provider (no FK: may go)
 
     class Meta:
         table_name = "acme_orders"
@@ -411,6 +412,8 @@ class AcmeChallenge(BaseModel):
     answered_at = peewee.DateTimeField(null=True)
     active = peewee.BooleanField()
     created_at = peewee.DateTimeField(default=utcnow)
+    presented_at = peewee.DateTimeField(null=True)  # dns-01: TXT record put up (null: not up, or cleaned up)
+    propagation_deadline = peewee.DateTimeField(null=True)  # dns-01: give up waiting for propagation then
 
     class Meta:
         table_name = "acme_challenges"

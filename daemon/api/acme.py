@@ -1,4 +1,4 @@
-"""The ACME client over HTTP: accounts, orders and the http-01 responder. Thin over ``pki.acme_accounts``/``acme_orders``."""
+"""The ACME client over HTTP: accounts, orders, challenges and the http-01 responder. Thin over ``pki.acme_accounts``/``acme_orders``."""
 
 from __future__ import annotations
 
@@ -74,6 +74,10 @@ def challenge_view(row: AcmeChallenge) -> dict[str, Any]:
                             "answered_at": rfc3339(row.answered_at) if row.answered_at else None}
     if row.type == "http-01":
         view["http01_path"] = CHALLENGE_PATH + row.token
+    elif row.type == "dns-01":
+        view["dns01_txt_name"] = acme_orders.dns01_txt_name(row.domain)
+        view["dns01_txt_value"] = row.key_authorization
+        view["dns01_presented_at"] = rfc3339(row.presented_at) if row.presented_at else None
     return view
 
 
@@ -85,6 +89,7 @@ def order_view(row: AcmeOrder) -> dict[str, Any]:
         "status": row.status,
         "domains": row.domains,
         "challenge_type": row.challenge_type,
+        "dns_provider_id": row.dns_provider_id,
         "key_type": row.key_type,
         "auto_renew": row.auto_renew,
         "certificate_id": row.certificate_id,
@@ -114,7 +119,8 @@ class Issue:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, "acme_issue", self.services.config.max_body_bytes)
         principal = req.context.principal
-        row = acme_orders.create_order(self.services.envelope, principal.tenant_id, body, principal.token_id)
+        row = acme_orders.create_order(self.services.envelope, principal.tenant_id, body, principal.token_id,
+                                       plugins=self.services.plugins)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/pki/acme/orders/{row.id}"
         resp.media = order_view(row)
@@ -146,7 +152,21 @@ class OrderRefresh:
         self.services = services
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, order_id: str) -> None:
-        resp.media = order_view(acme_orders.refresh_order(self.services.envelope, req.context.principal.tenant_id, order_id))
+        resp.media = order_view(acme_orders.refresh_order(self.services.envelope, req.context.principal.tenant_id, order_id,
+                                                          plugins=self.services.plugins))
+
+
+class ChallengeComplete:
+    """``POST /v1/pki/acme/challenges/{id}/complete``: answer the challenge now (dns-01: without the propagation wait)."""
+
+    scopes = {"POST": ("pki:issue",)}
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, challenge_id: str) -> None:
+        resp.media = order_view(acme_orders.complete_challenge(self.services.envelope, req.context.principal.tenant_id,
+                                                               challenge_id, plugins=self.services.plugins))
 
 
 class Http01Responder:
@@ -170,5 +190,6 @@ def routes(services: Services) -> list[tuple[str, object]]:
         ("/v1/pki/acme/orders", OrderCollection()),
         ("/v1/pki/acme/orders/{order_id}", OrderItem()),
         ("/v1/pki/acme/orders/{order_id}/refresh", OrderRefresh(services)),
+        ("/v1/pki/acme/challenges/{challenge_id}/complete", ChallengeComplete(services)),
         ("/.well-known/acme-challenge/{token}", Http01Responder()),
     ]

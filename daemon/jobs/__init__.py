@@ -44,7 +44,7 @@ def default_jobs(services: Services) -> list[Job]:
     )
 
     def drive_acme_orders() -> None:
-        acme_orders.drive_due_orders(services.envelope)
+        acme_orders.drive_due_orders(services.envelope, plugins=services.plugins)
 
     # Each order is stepped only when its own next attempt is due; the lease outlasts a slow CA's answers.
     acme = Job("acme.orders", 1.0, drive_acme_orders, lease_seconds=120)

@@ -5,6 +5,11 @@ validation). ``drive_due_orders`` (the ``acme.orders`` job) takes each unfinishe
 and moves it one step: answer challenges, poll authorizations, finalize, poll, download. Every step reads its
 state from the database, so an order survives a restart of the worker: whichever worker holds the job next
 resumes it. Polls follow the CA's Retry-After, else back off exponentially (1 s doubling up to 60 s).
+
+dns-01: the step that would answer a challenge first puts the TXT record up through the order's DNS provider,
+then checks propagation one query round per step (never blocking the job thread) until every authoritative
+server serves the value, or the challenge's ``propagation_deadline`` (presentation + the provider's
+``propagation_timeout``) passes, which fails the order. Records come down when the order ends, either way.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from cryptography import x509
 from ..errors import ApiError, invalid_field, not_found
 from ..hsm import HsmError
 from ..paging import paginate
+from ..plugins.api import DnsProvider, DnsProviderError, PropagationTimeout
+from ..plugins.manager import PluginHost
+from ..plugins.propagation import check_txt_once, propagation_servers
 from ..schema.db import write_transaction
 from ..schema.models import AcmeAccount, AcmeChallenge, AcmeOrder, Certificate, CertificateChain, new_id, utcnow
 from ..times import as_naive_utc
-from . import acme_accounts, acme_client
+from . import acme_accounts, acme_client, dns_providers
 from .crl import asn1_reason
 from .extensions import validate_dns_name
 from .issuance import generate_leaf_key, private_key_context
@@ -43,6 +51,9 @@ MAX_BACKOFF_SECONDS = 60
 #: An order whose CA keeps failing (network, 5xx) is given up after this many attempts in a row.
 MAX_FAILED_ATTEMPTS = 30
 KEY_TYPES = {"ec": 256, "rsa": 2048}
+CHALLENGE_TYPES = ("http-01", "dns-01")
+#: TTL of the dns-01 TXT records: short, as they live for one validation.
+DNS01_TTL = 60
 _UPSTREAM_ERRORS = (messages.Error, acme_errors.Error, requests.RequestException, acme_client.AcmeUpstreamError)
 
 
@@ -50,16 +61,16 @@ def order_context(order_id: str) -> bytes:
     return f"acme-order:{order_id}".encode()
 
 
-def _domains(values: list[str]) -> list[str]:
+def _domains(values: list[str], challenge_type: str) -> list[str]:
     """The order's names, lower-cased, without trailing dots or repeats; 400 naming the first bad one."""
     seen: list[str] = []
     for index, raw in enumerate(values):
         name = raw.rstrip(".").lower()
-        if name.startswith("*."):
-            raise ApiError("policy_violation", f"domains[{index}]: wildcard names need dns-01, which is not yet available",
+        if name.startswith("*.") and challenge_type != "dns-01":
+            raise ApiError("policy_violation", f"domains[{index}]: wildcard names need challenge_type dns-01",
                            {"rule": "challenge_type", "field": f"domains[{index}]"})
         try:
-            validate_dns_name(name, allow_wildcard=False)
+            validate_dns_name(name, allow_wildcard=challenge_type == "dns-01")
         except ValueError as exc:
             raise invalid_field(f"domains[{index}]", str(exc)) from None
         if "." not in name:
@@ -89,20 +100,40 @@ def order_challenges(order: AcmeOrder) -> list[AcmeChallenge]:
     return list(AcmeChallenge.select().where(AcmeChallenge.order == order.id).order_by(AcmeChallenge.domain))
 
 
-def create_order(envelope: Any, tenant_id: str, body: dict[str, Any], requested_by: str | None) -> AcmeOrder:
-    """Place an order at the account's CA and record it with its challenges; the job does the rest."""
-    if body.get("challenge_type", "http-01") != "http-01":
-        raise ApiError("policy_violation", f"challenge_type {body['challenge_type']}: not yet available (only http-01)",
+def dns01_txt_name(domain: str) -> str:
+    """Where a dns-01 answer for ``domain`` goes (RFC 8555 8.4; a wildcard's authorization is for its base name)."""
+    return "_acme-challenge." + domain.removeprefix("*.")
+
+
+def create_order(envelope: Any, tenant_id: str, body: dict[str, Any], requested_by: str | None, *,
+                 plugins: PluginHost) -> AcmeOrder:
+    """Place an order at the account's CA and record it with its challenges; the job does the rest.
+
+    dns-01 needs ``dns_provider_id``, a DNS provider of the tenant (400 without, 404 unknown); it is resolved
+    (secrets included) here already, so a provider that cannot work fails the request, not the order later.
+    """
+    challenge_type = body.get("challenge_type", "http-01")
+    if challenge_type not in CHALLENGE_TYPES:
+        raise ApiError("policy_violation", f"challenge_type {challenge_type}: not yet available (only http-01, dns-01)",
                        {"rule": "challenge_type", "field": "challenge_type"})
-    domains = _domains(body["domains"])
+    provider_id = body.get("dns_provider_id")
+    if challenge_type == "dns-01" and not provider_id:
+        raise invalid_field("dns_provider_id", "required with challenge_type dns-01")
+    if challenge_type != "dns-01" and provider_id:
+        raise invalid_field("dns_provider_id", "only with challenge_type dns-01")
+    domains = _domains(body["domains"], challenge_type)
     account = acme_accounts.get_account(tenant_id, body["account_id"])
     if account.status != "valid":
         raise ApiError("invalid_state", "the ACME account is deactivated", {"status": account.status, "field": "account_id"})
-    return _place_order(envelope, account, domains, body.get("key_type", "ec"), body.get("auto_renew", True), requested_by)
+    if provider_id:
+        dns_providers.resolve_provider(tenant_id, provider_id, plugins=plugins, envelope=envelope)
+    return _place_order(envelope, account, domains, body.get("key_type", "ec"), body.get("auto_renew", True), requested_by,
+                        challenge_type=challenge_type, dns_provider_id=provider_id)
 
 
 def _place_order(envelope: Any, account: AcmeAccount, domains: list[str], key_type: str, auto_renew: bool,
-                 requested_by: str | None, renewal_of: AcmeOrder | None = None) -> AcmeOrder:
+                 requested_by: str | None, renewal_of: AcmeOrder | None = None, *, challenge_type: str = "http-01",
+                 dns_provider_id: str | None = None) -> AcmeOrder:
     _, key_pem = generate_leaf_key(key_type, KEY_TYPES[key_type])
     csr_pem = crypto_util.make_csr(key_pem.encode(), domains)
     conn = acme_accounts.connect_account(envelope, account)
@@ -113,11 +144,13 @@ def _place_order(envelope: Any, account: AcmeAccount, domains: list[str], key_ty
     order_id = new_id()
     challenges = []
     for authzr in orderr.authorizations:
-        challb = next((c for c in authzr.body.challenges if c.chall.typ == "http-01"), None)
+        challb = next((c for c in authzr.body.challenges if c.chall.typ == challenge_type), None)
         if challb is None:
-            raise ApiError("acme_upstream_error", f"the ACME CA offers no http-01 challenge for {authzr.body.identifier.value}")
+            raise ApiError("acme_upstream_error",
+                           f"the ACME CA offers no {challenge_type} challenge for {authzr.body.identifier.value}")
+        # validation(): http-01's key authorization, dns-01's TXT value (its SHA-256 digest, base64url).
         challenges.append(dict(
-            order=order_id, domain=authzr.body.identifier.value, type="http-01", token=challb.chall.encode("token"),
+            order=order_id, domain=authzr.body.identifier.value, type=challenge_type, token=challb.chall.encode("token"),
             key_authorization=challb.chall.validation(conn.key), url=challb.uri, authorization_url=authzr.uri,
             status=authzr.body.status.name, active=authzr.body.status.name == "pending",
         ))
@@ -125,7 +158,7 @@ def _place_order(envelope: Any, account: AcmeAccount, domains: list[str], key_ty
     with write_transaction():
         order = AcmeOrder.create(
             id=order_id, tenant=account.tenant_id, account=account.id, status="pending", domains=domains,
-            challenge_type="http-01", key_type=key_type, auto_renew=auto_renew, order_url=orderr.uri,
+            challenge_type=challenge_type, dns_provider_id=dns_provider_id, key_type=key_type, auto_renew=auto_renew, order_url=orderr.uri,
             finalize_url=orderr.body.finalize, csr_pem=csr_pem.decode(), key_ciphertext=sealed, requested_by=requested_by,
             renewal_of=renewal_of.id if renewal_of is not None else None,
         )
@@ -136,35 +169,106 @@ def _place_order(envelope: Any, account: AcmeAccount, domains: list[str], key_ty
     return order
 
 
-def drive_due_orders(envelope: Any, now: dt.datetime | None = None) -> int:
+def drive_due_orders(envelope: Any, now: dt.datetime | None = None, *, plugins: PluginHost) -> int:
     """One step for every unfinished order whose next attempt is due (the ``acme.orders`` job); returns how many."""
     now_naive = as_naive_utc(now) if now else utcnow()
     due = list(AcmeOrder.select().where(AcmeOrder.status.in_(ACTIVE_STATUSES) & (AcmeOrder.next_attempt_at <= now_naive)))
     for order in due:
         try:
-            step_order(envelope, order)
+            step_order(envelope, order, plugins=plugins)
         except (HsmError, peewee.OperationalError, peewee.InterfaceError):
             raise  # the environment's failure: the job runner logs it and tries again next interval
         except Exception as exc:  # noqa: BLE001 - our bug with one order must neither stop the others nor spin
             log.exception("acme order step crashed", extra={"order_id": order.id})
             _schedule(order, None, error=f"internal error: {type(exc).__name__}", failed=True)
+            _cleanup_if_ended(envelope, plugins, order)
     return len(due)
 
 
-def step_order(envelope: Any, order: AcmeOrder) -> None:
+class _Dns01:
+    """The order's DNS provider and propagation servers, resolved at first use within one step."""
+
+    def __init__(self, envelope: Any, plugins: PluginHost, order: AcmeOrder) -> None:
+        self.envelope, self.plugins, self.order = envelope, plugins, order
+        self._provider: DnsProvider | None = None
+
+    @property
+    def provider(self) -> DnsProvider:
+        if self._provider is None:
+            if not self.order.dns_provider_id:
+                raise DnsProviderError("the order has no DNS provider")
+            self._provider = dns_providers.resolve_provider(self.order.tenant_id, self.order.dns_provider_id,
+                                                            plugins=self.plugins, envelope=self.envelope)
+        return self._provider
+
+    def present(self, row: AcmeChallenge) -> None:
+        """Put the challenge's TXT value up (idempotent) and start its propagation deadline."""
+        provider = self.provider
+        provider.present(None, dns01_txt_name(row.domain), row.key_authorization, DNS01_TTL)
+        now = utcnow()
+        deadline = now + dt.timedelta(seconds=float(provider.propagation_timeout))
+        with write_transaction():
+            AcmeChallenge.update(presented_at=now, propagation_deadline=deadline).where(AcmeChallenge.id == row.id).execute()
+        row.presented_at, row.propagation_deadline = now, deadline
+
+    def propagated(self, row: AcmeChallenge) -> bool:
+        """One query round against every authoritative server; PropagationTimeout once the deadline passed."""
+        fqdn = dns01_txt_name(row.domain)
+        lagging = check_txt_once(fqdn, row.key_authorization, propagation_servers(self.provider, fqdn))
+        if not lagging:
+            return True
+        if utcnow() >= row.propagation_deadline:
+            raise PropagationTimeout(f"TXT value at {fqdn} not served by every authoritative server after "
+                                     f"{float(self.provider.propagation_timeout):g}s: "
+                                     + "; ".join(f"{server}: {why}" for server, why in lagging.items()))
+        return False
+
+    def next_poll(self) -> dt.datetime:
+        return utcnow() + dt.timedelta(seconds=float(self.provider.propagation_interval))
+
+
+def step_order(envelope: Any, order: AcmeOrder, *, plugins: PluginHost) -> None:
     """Move ``order`` one step; an upstream failure is recorded on the order and retried later, never raised."""
     try:
         conn = acme_accounts.connect_account(envelope, order.account)
         if order.status == "pending":
-            retry_after = _step_authorizations(conn, order)
+            retry_after = _step_authorizations(conn, order, _Dns01(envelope, plugins, order))
         else:
             retry_after = _step_finalization(envelope, conn, order)
-    except (ApiError, *_UPSTREAM_ERRORS) as exc:
-        message = exc.message if isinstance(exc, ApiError) else acme_client.describe(exc)
+    except PropagationTimeout as exc:
+        _finish(order, "invalid", str(exc))
+    except (ApiError, DnsProviderError, *_UPSTREAM_ERRORS) as exc:
+        if isinstance(exc, ApiError):
+            message = exc.message
+        elif isinstance(exc, DnsProviderError):
+            message = f"DNS provider: {exc}"
+        else:
+            message = acme_client.describe(exc)
         _schedule(order, None, error=message, failed=True)
+    else:
+        if order.status in ACTIVE_STATUSES:
+            _schedule(order, retry_after)
+    _cleanup_if_ended(envelope, plugins, order)
+
+
+def _cleanup_if_ended(envelope: Any, plugins: PluginHost, order: AcmeOrder) -> None:
+    """Take an ended order's dns-01 TXT records down (valid or not). Idempotent: providers delete exactly the
+    value, a missing one is success; a record that could not be removed keeps ``presented_at`` and is logged."""
+    if order.status in ACTIVE_STATUSES or order.challenge_type != "dns-01":
         return
-    if order.status in ACTIVE_STATUSES:
-        _schedule(order, retry_after)
+    rows = list(AcmeChallenge.select().where((AcmeChallenge.order == order.id) & AcmeChallenge.presented_at.is_null(False)))
+    if not rows:
+        return
+    dns01 = _Dns01(envelope, plugins, order)
+    for row in rows:
+        try:
+            dns01.provider.cleanup(None, dns01_txt_name(row.domain), row.key_authorization)
+        except (ApiError, DnsProviderError) as exc:
+            log.warning("acme dns-01 cleanup failed", extra={"order_id": order.id, "challenge_id": row.id,
+                                                             "error": exc.message if isinstance(exc, ApiError) else str(exc)})
+            continue
+        with write_transaction():
+            AcmeChallenge.update(presented_at=None).where(AcmeChallenge.id == row.id).execute()
 
 
 def _schedule(order: AcmeOrder, retry_after: dt.datetime | None, *, error: str | None = None, failed: bool = False) -> None:
@@ -182,8 +286,11 @@ def _schedule(order: AcmeOrder, retry_after: dt.datetime | None, *, error: str |
                          error=error).where(AcmeOrder.id == order.id).execute()
 
 
-def _step_authorizations(conn: acme_client.Connection, order: AcmeOrder) -> dt.datetime | None:
-    """Answer unanswered challenges and poll authorizations; finalize once all are valid."""
+def _step_authorizations(conn: acme_client.Connection, order: AcmeOrder, dns01: _Dns01) -> dt.datetime | None:
+    """Answer unanswered challenges and poll authorizations; finalize once all are valid.
+
+    A dns-01 challenge is answered only once its TXT value is served by every authoritative server.
+    """
     retry_after = None
     all_valid = True
     for row in order_challenges(order):
@@ -198,9 +305,14 @@ def _step_authorizations(conn: acme_client.Connection, order: AcmeOrder) -> dt.d
                     + (f": {acme_client.describe(problem)}" if problem else ""))
             return None
         if status == "pending" and row.answered_at is None and challb is not None:
-            conn.client.answer_challenge(challb, challb.chall.response(conn.key))
-            with write_transaction():
-                AcmeChallenge.update(answered_at=utcnow(), status="processing").where(AcmeChallenge.id == row.id).execute()
+            if row.type == "dns-01":
+                if row.presented_at is None:
+                    dns01.present(row)
+                if not dns01.propagated(row):
+                    all_valid = False
+                    retry_after = _later(retry_after, dns01.next_poll())
+                    continue
+            _answer(conn, row, challb)
         if status != "valid":
             all_valid = False
             retry_after = _later(retry_after, _retry_after_header(response))
@@ -236,6 +348,13 @@ def _step_finalization(envelope: Any, conn: acme_client.Connection, order: AcmeO
     chain = conn.client.net.post(body.certificate, None, new_nonce_url=conn.client.directory["newNonce"]).text
     _store_certificate(envelope, order, chain)
     return None
+
+
+def _answer(conn: acme_client.Connection, row: AcmeChallenge, challb: messages.ChallengeBody) -> None:
+    conn.client.answer_challenge(challb, challb.chall.response(conn.key))
+    with write_transaction():
+        AcmeChallenge.update(answered_at=utcnow(), status="processing").where(AcmeChallenge.id == row.id).execute()
+    row.answered_at = utcnow()
 
 
 def _retry_after_header(response: requests.Response) -> dt.datetime | None:
@@ -306,12 +425,46 @@ def _finish(order: AcmeOrder, status: str, error: str | None) -> None:
         log.warning("acme order failed", extra={"order_id": order.id, "error": error})
 
 
-def refresh_order(envelope: Any, tenant_id: str, order_id: str) -> AcmeOrder:
+def refresh_order(envelope: Any, tenant_id: str, order_id: str, *, plugins: PluginHost) -> AcmeOrder:
     """``POST /orders/{id}/refresh``: re-poll the CA now instead of at the next scheduled attempt."""
     order = get_order(tenant_id, order_id)
     if order.status in ACTIVE_STATUSES:
-        step_order(envelope, order)
+        step_order(envelope, order, plugins=plugins)
     return get_order(tenant_id, order_id)
+
+
+def complete_challenge(envelope: Any, tenant_id: str, challenge_id: str, *, plugins: PluginHost) -> AcmeOrder:
+    """``POST /challenges/{id}/complete``: answer the challenge at the CA now; returns its order.
+
+    For dns-01 this skips the propagation check (the TXT record is put up first if the job has not yet): for an
+    operator who knows the record is served. 404 for a challenge of another tenant, 409 once its order ended or
+    its authorization is no longer pending; a challenge already answered is left as it is (200).
+    """
+    row = (AcmeChallenge.select().join(AcmeOrder)
+           .where((AcmeChallenge.id == challenge_id) & (AcmeOrder.tenant == tenant_id)).first())
+    if row is None:
+        raise not_found("ACME challenge")
+    order = row.order
+    if order.status not in ACTIVE_STATUSES:
+        raise ApiError("invalid_state", f"the challenge's order is {order.status}", {"status": order.status})
+    if row.answered_at is not None:
+        return order
+    conn = acme_accounts.connect_account(envelope, order.account)
+    try:
+        authzr, _ = conn.client.poll(messages.AuthorizationResource(uri=row.authorization_url, body=messages.Authorization()))
+        challb = next((c for c in authzr.body.challenges if c.uri == row.url), None)
+        if authzr.body.status.name != "pending" or challb is None:
+            raise ApiError("invalid_state", f"the authorization of {row.domain} is {authzr.body.status.name}",
+                           {"status": authzr.body.status.name})
+        if row.type == "dns-01" and row.presented_at is None:
+            _Dns01(envelope, plugins, order).present(row)
+        _answer(conn, row, challb)
+    except DnsProviderError as exc:
+        raise ApiError("dns_provider_error", f"DNS provider: {exc}") from exc
+    except _UPSTREAM_ERRORS as exc:
+        raise ApiError("acme_upstream_error", f"the ACME CA refused the answer: {acme_client.describe(exc)}") from exc
+    log.info("acme challenge completed", extra={"order_id": order.id, "challenge_id": row.id})
+    return get_order(tenant_id, order.id)
 
 
 def http01_key_authorization(token: str) -> str | None:
@@ -408,7 +561,7 @@ def renew_due_orders(envelope: Any, now: dt.datetime | None = None) -> int:
             continue
         try:
             _place_order(envelope, order.account, list(order.domains), order.key_type, True, order.requested_by,
-                         renewal_of=order)
+                         renewal_of=order, challenge_type=order.challenge_type, dns_provider_id=order.dns_provider_id)
         except ApiError as exc:
             with write_transaction():
                 _renewal_failed(order, exc.message)

@@ -24,7 +24,7 @@ import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
 
-from scaivault_pki.plugins.api import DnsProvider, DnsProviderError, secret_or_string
+from scaivault_pki.plugins.api import PROPAGATION_NAMESERVERS_SCHEMA, DnsProvider, DnsProviderError, secret_or_string
 from scaivault_pki.plugins.propagation import Nameserver, query_direct
 
 DNS_NAME_PATTERN = r"^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$"
@@ -69,6 +69,7 @@ class Rfc2136Provider(DnsProvider):
             "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60, "default": 10},
             "propagation_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
             "propagation_interval": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+            "propagation_nameservers": PROPAGATION_NAMESERVERS_SCHEMA,
         },
     }
     secret_fields: ClassVar[tuple[str, ...]] = ("tsig_secret",)

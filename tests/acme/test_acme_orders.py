@@ -92,9 +92,14 @@ def test_issue_input_errors(client, admin_token, pebble):
     def issue(**body):
         return client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={"account_id": account_id, **body})
 
-    for challenge_type in ("dns-01", "tls-alpn-01"):
-        refused = issue(domains=["a.example"], challenge_type=challenge_type)
-        assert refused.status_code == 422 and refused.json["error"]["details"]["rule"] == "challenge_type"
+    refused = issue(domains=["a.example"], challenge_type="tls-alpn-01")
+    assert refused.status_code == 422 and refused.json["error"]["details"]["rule"] == "challenge_type"
+    # dns-01 needs a DNS provider of the tenant, and only dns-01 takes one.
+    missing = issue(domains=["a.example"], challenge_type="dns-01")
+    assert missing.status_code == 400 and missing.json["error"]["details"]["field"] == "dns_provider_id"
+    assert issue(domains=["a.example"], challenge_type="dns-01", dns_provider_id="nope").status_code == 404
+    stray = issue(domains=["a.example"], challenge_type="http-01", dns_provider_id="nope")
+    assert stray.status_code == 400 and stray.json["error"]["details"]["field"] == "dns_provider_id"
     assert issue(domains=["*.a.example"]).json["error"]["details"]["rule"] == "challenge_type"
     bad = issue(domains=["a.example", "no spaces.example"])
     assert bad.status_code == 400 and bad.json["error"]["details"]["field"] == "domains[1]"
