@@ -41,7 +41,7 @@ from .crl import asn1_reason
 from .extensions import validate_dns_name
 from .issuance import generate_leaf_key, private_key_context
 from .serials import serial_to_hex
-from .trust import _common_name, _names, public_key_shape, read_certificates
+from .trust import public_key_shape, read_certificates, stored_sans, subject_common_name
 
 log = logging.getLogger("scaivault_pki.acme")
 
@@ -385,7 +385,7 @@ def _store_certificate(envelope: Any, order: AcmeOrder, chain_pem: str) -> None:
         with write_transaction():
             Certificate.create(
                 id=cert_id, tenant=order.tenant_id, ca=None, serial_number=serial_to_hex(leaf.serial_number),
-                source="acme", common_name=_common_name(leaf), sans=_names(leaf), key_type=key_type, key_size=key_size,
+                source="acme", common_name=subject_common_name(leaf), sans=stored_sans(leaf), key_type=key_type, key_size=key_size,
                 not_before=as_naive_utc(leaf.not_before), not_after=as_naive_utc(leaf.not_after),
                 certificate_der=leaf.der, fingerprint_sha256=leaf.fingerprint, tags={"acme_order_id": order.id},
                 private_key_ciphertext=sealed, requested_by=order.requested_by,

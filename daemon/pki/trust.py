@@ -407,7 +407,8 @@ def _ordered_chain(cert: PathCertificate, chain: Sequence[PathCertificate]) -> l
     return ordered
 
 
-def _names(cert: PathCertificate) -> dict[str, list[str]]:
+def stored_sans(cert: PathCertificate) -> dict[str, list[str]]:
+    """The certificate's SANs in the shape the certificates table stores (``{"dns", "ip", "uri"[, "email"]}``)."""
     names: dict[str, list[str]] = {"dns": [], "ip": [], "uri": []}
     san = cert.asn1.subject_alt_name_value
     for general_name in san or ():
@@ -423,7 +424,8 @@ def _names(cert: PathCertificate) -> dict[str, list[str]]:
     return names
 
 
-def _common_name(cert: PathCertificate) -> str | None:
+def subject_common_name(cert: PathCertificate) -> str | None:
+    """The subject's first common name, as the certificates table stores it (at most 255 characters)."""
     for rdn in cert.asn1.subject.chosen:
         for atv in rdn:
             if atv["type"].native == "common_name":
@@ -463,8 +465,8 @@ def import_certificate(envelope: Any, tenant_id: str, body: dict[str, Any], requ
                 ca=ca.id if ca is not None else None,
                 serial_number=serial_to_hex(serial),
                 source="imported",
-                common_name=_common_name(cert),
-                sans=_names(cert),
+                common_name=subject_common_name(cert),
+                sans=stored_sans(cert),
                 key_type=key_type,
                 key_size=key_size,
                 not_before=as_naive_utc(cert.not_before),
