@@ -159,6 +159,12 @@ class ImmutableBuilder:
         if getattr(self, slot) is not None:
             raise ValueError(f"{label} may only be set once")
 
+    def _require_set(self, *fields: tuple[str, str]) -> None:
+        """Before ``build``: every ``(slot, label)`` must have been set, else one ``ValueError`` naming all missing."""
+        missing = [label for slot, label in fields if getattr(self, slot) is None]
+        if missing:
+            raise ValueError(f"cannot build: missing {', '.join(missing)}")
+
 
 _B = TypeVar("_B", bound=ImmutableBuilder)
 
@@ -306,20 +312,14 @@ class CertificateBuilder(ImmutableBuilder):
                 f"signature algorithm {signature_algorithm!r} is not supported; "
                 f"expected one of {sorted(SIGNATURE_ALGORITHMS)}"
             )
-        missing = [
-            label
-            for slot, label in (
-                ("_subject", "subject name"),
-                ("_issuer", "issuer name"),
-                ("_serial", "serial number"),
-                ("_not_before", "not valid before"),
-                ("_not_after", "not valid after"),
-                ("_public_key", "public key"),
-            )
-            if getattr(self, slot) is None
-        ]
-        if missing:
-            raise ValueError(f"cannot build: missing {', '.join(missing)}")
+        self._require_set(
+            ("_subject", "subject name"),
+            ("_issuer", "issuer name"),
+            ("_serial", "serial number"),
+            ("_not_before", "not valid before"),
+            ("_not_after", "not valid after"),
+            ("_public_key", "public key"),
+        )
         assert self._not_before is not None and self._not_after is not None  # for mypy
         if self._not_after <= self._not_before:
             raise ValueError("not valid after must be later than not valid before")

@@ -28,7 +28,7 @@ from asn1crypto import algos, core, crl, x509
 from asn1crypto import parser as asn1_parser
 
 from . import extensions as ext
-from .builder import encode_validity_time
+from .builder import ImmutableBuilder, encode_validity_time
 from .serials import MAX_SERIAL
 from .signing import SIGNATURE_ALGORITHMS, Signer, sign_and_verify
 
@@ -115,7 +115,7 @@ class RevokedEntry:
         return _entry_der(self.serial, self.revoked_at, self.reason)
 
 
-class CrlBuilder:
+class CrlBuilder(ImmutableBuilder):
     """Immutable builder for an unsigned v2 ``TbsCertList`` (full or delta)."""
 
     __slots__ = (
@@ -138,34 +138,21 @@ class CrlBuilder:
     _delta_base: int | None
     _freshest_urls: tuple[str, ...] | None
 
-    def __init__(self) -> None:
-        """Create an empty builder."""
-        for slot in self.__slots__:
-            object.__setattr__(self, slot, None)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("CrlBuilder is immutable; setters return a new builder")
-
-    def _with(self, slot: str, label: str, value: object) -> CrlBuilder:
-        if getattr(self, slot) is not None:
-            raise ValueError(f"{label} may only be set once")
-        clone = CrlBuilder.__new__(CrlBuilder)
-        for name in self.__slots__:
-            object.__setattr__(clone, name, getattr(self, name))
-        object.__setattr__(clone, slot, value)
-        return clone
+    def _set_once(self, slot: str, label: str, value: object) -> CrlBuilder:
+        self._require_unset(slot, label)
+        return self._with(slot, value)
 
     def issuer_name(self, name: x509.Name) -> CrlBuilder:
         """The CA's subject, exactly as encoded in its certificate (relying parties match it byte for byte)."""
         if not isinstance(name, x509.Name) or len(name.chosen) == 0:
             raise ValueError("issuer name must be a non-empty asn1crypto x509.Name (RFC 5280 5.1.2.3)")
-        return self._with("_issuer", "issuer name", name.dump())
+        return self._set_once("_issuer", "issuer name", name.dump())
 
     def authority_key_identifier(self, key_identifier: bytes) -> CrlBuilder:
         """The CA's subjectKeyIdentifier."""
         if not isinstance(key_identifier, bytes) or not key_identifier:
             raise ValueError("key identifier must be non-empty bytes")
-        return self._with("_key_identifier", "authority key identifier", key_identifier)
+        return self._set_once("_key_identifier", "authority key identifier", key_identifier)
 
     def this_update(self, when: datetime) -> CrlBuilder:
         """When this CRL was issued (aware UTC; sub-seconds are dropped)."""
@@ -173,7 +160,7 @@ class CrlBuilder:
         value = when.replace(microsecond=0)
         if self._next_update is not None and value >= self._next_update:
             raise ValueError("this update must be earlier than next update")
-        return self._with("_this_update", "this update", value)
+        return self._set_once("_this_update", "this update", value)
 
     def next_update(self, when: datetime) -> CrlBuilder:
         """When the next CRL will be issued at the latest (aware UTC; RFC 5280 5.1.2.5 makes it mandatory)."""
@@ -181,13 +168,13 @@ class CrlBuilder:
         value = when.replace(microsecond=0)
         if self._this_update is not None and value <= self._this_update:
             raise ValueError("next update must be later than this update")
-        return self._with("_next_update", "next update", value)
+        return self._set_once("_next_update", "next update", value)
 
     def crl_number(self, number: int) -> CrlBuilder:
         """The CRL number: strictly increasing per CA, shared by full and delta CRLs (RFC 5280 5.2.3)."""
         if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= _MAX_CRL_NUMBER:
             raise ValueError("CRL number must be a non-negative integer of at most 20 octets (RFC 5280 5.2.3)")
-        return self._with("_number", "CRL number", number)
+        return self._set_once("_number", "CRL number", number)
 
     def revoked_certificates(self, entries: Iterable[RevokedEntry]) -> CrlBuilder:
         """Every entry at once (set once; an empty list is a CRL that revokes nothing)."""
@@ -197,36 +184,30 @@ class CrlBuilder:
         serials = [entry.serial for entry in values]
         if len(set(serials)) != len(serials):
             raise ValueError("a serial number may appear only once in a CRL")
-        return self._with("_entries", "revoked certificates", values)
+        return self._set_once("_entries", "revoked certificates", values)
 
     def delta_of(self, base_number: int) -> CrlBuilder:
         """Make this a delta CRL over the full CRL numbered ``base_number`` (RFC 5280 5.2.4)."""
         if isinstance(base_number, bool) or not isinstance(base_number, int) or not 0 <= base_number <= _MAX_CRL_NUMBER:
             raise ValueError("base CRL number must be a non-negative integer of at most 20 octets")
-        return self._with("_delta_base", "delta CRL base", base_number)
+        return self._set_once("_delta_base", "delta CRL base", base_number)
 
     def freshest_crl(self, urls: Sequence[str]) -> CrlBuilder:
         """Where the delta CRLs for this full CRL are (RFC 5280 5.2.6)."""
         ext.crl_distribution_points(urls)  # validates the URLs
-        return self._with("_freshest_urls", "freshest CRL", tuple(urls))
+        return self._set_once("_freshest_urls", "freshest CRL", tuple(urls))
 
     def build(self, signature_algorithm: str) -> crl.TbsCertList:
         """Return the unsigned ``TbsCertList``; ValueError when a field is missing or the rules are broken."""
         if signature_algorithm not in SIGNATURE_ALGORITHMS:
             raise ValueError(f"signature algorithm {signature_algorithm!r} is not supported")
-        missing = [
-            label
-            for slot, label in (
-                ("_issuer", "issuer name"),
-                ("_key_identifier", "authority key identifier"),
-                ("_this_update", "this update"),
-                ("_next_update", "next update"),
-                ("_number", "CRL number"),
-            )
-            if getattr(self, slot) is None
-        ]
-        if missing:
-            raise ValueError(f"cannot build: missing {', '.join(missing)}")
+        self._require_set(
+            ("_issuer", "issuer name"),
+            ("_key_identifier", "authority key identifier"),
+            ("_this_update", "this update"),
+            ("_next_update", "next update"),
+            ("_number", "CRL number"),
+        )
         assert self._number is not None and self._this_update is not None and self._next_update is not None
         extensions = [
             crl.TBSCertListExtension(

@@ -571,13 +571,7 @@ class CsrBuilder(ImmutableBuilder):
         subject or key is missing, or the subject is empty without
         subjectAltName entries (such a request names nothing).
         """
-        missing = [
-            label
-            for slot, label in (("_subject", "subject name"), ("_public_key", "public key"))
-            if getattr(self, slot) is None
-        ]
-        if missing:
-            raise ValueError(f"cannot build: missing {', '.join(missing)}")
+        self._require_set(("_subject", "subject name"), ("_public_key", "public key"))
         assert self._subject is not None and self._public_key is not None  # for mypy
         public_key_info = keys.PublicKeyInfo.load(self._public_key)
         check_signer_algorithm(signature_algorithm, public_key_info)
