@@ -28,7 +28,17 @@ def _schema(environments: tuple[str, ...], *, eab_required: bool) -> dict[str, A
     return schema
 
 
-class LetsEncrypt(AcmeCaBackend):
+class _PublicAcmeCa(AcmeCaBackend):
+    """A public CA with fixed directories: its config schema follows from ``directory_urls`` and ``eab_required``."""
+
+    secret_fields = ("eab_hmac_key",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.config_schema = _schema(tuple(cls.directory_urls), eab_required=cls.eab_required)
+
+
+class LetsEncrypt(_PublicAcmeCa):
     """Let's Encrypt (ISRG)."""
 
     type_name = "letsencrypt"
@@ -36,22 +46,18 @@ class LetsEncrypt(AcmeCaBackend):
         "production": "https://acme-v02.api.letsencrypt.org/directory",
         "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
     }
-    config_schema = _schema(("production", "staging"), eab_required=False)
-    secret_fields = ("eab_hmac_key",)
 
 
-class ZeroSsl(AcmeCaBackend):
+class ZeroSsl(_PublicAcmeCa):
     """ZeroSSL (Sectigo); External Account Binding credentials come from the ZeroSSL dashboard."""
 
     type_name = "zerossl"
     # ZeroSSL has no staging directory.
     directory_urls: ClassVar[dict[str, str]] = {"production": "https://acme.zerossl.com/v2/DV90"}
     eab_required = True
-    config_schema = _schema(("production",), eab_required=True)
-    secret_fields = ("eab_hmac_key",)
 
 
-class Buypass(AcmeCaBackend):
+class Buypass(_PublicAcmeCa):
     """Buypass Go SSL."""
 
     type_name = "buypass"
@@ -59,11 +65,9 @@ class Buypass(AcmeCaBackend):
         "production": "https://api.buypass.com/acme/directory",
         "staging": "https://api.test4.buypass.no/acme/directory",
     }
-    config_schema = _schema(("production", "staging"), eab_required=False)
-    secret_fields = ("eab_hmac_key",)
 
 
-class GoogleTrustServices(AcmeCaBackend):
+class GoogleTrustServices(_PublicAcmeCa):
     """Google Trust Services; EAB credentials from ``gcloud publicca external-account-keys create``."""
 
     type_name = "google"
@@ -72,8 +76,6 @@ class GoogleTrustServices(AcmeCaBackend):
         "staging": "https://dv.acme-v02.test-api.pki.goog/directory",
     }
     eab_required = True
-    config_schema = _schema(("production", "staging"), eab_required=True)
-    secret_fields = ("eab_hmac_key",)
 
 
 class CustomAcme(AcmeCaBackend):
