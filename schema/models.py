@@ -391,11 +391,18 @@ class AcmeOrder(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     dns_provider_id = peewee.CharField(max_length=36, null=True)  # dns-01: the tenant's DNS provider (no FK: may go)
+    # RFC 9773 renewal information, when the CA offers it: the certificate's ARI identifier, the suggested
+    # window, when to ask again; and the ARI identifier of the certificate this (renewal) order replaces.
+    ari_cert_id = peewee.CharField(max_length=255, null=True)
+    renewal_window_start = peewee.DateTimeField(null=True)
+    renewal_window_end = peewee.DateTimeField(null=True)
+    ari_next_check = peewee.DateTimeField(null=True)
+    replaces = peewee.CharField(max_length=255, null=True)
 
     class Meta:
         table_name = "acme_orders"
         indexes = ((("tenant", "created_at", "id"), False), (("status", "next_attempt_at"), False),
-                   (("renew_after",), False))
+                   (("renew_after",), False), (("ari_next_check",), False))
 
 
 class AcmeChallenge(BaseModel):
@@ -414,10 +421,14 @@ class AcmeChallenge(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     presented_at = peewee.DateTimeField(null=True)  # dns-01: TXT record put up (null: not up, or cleaned up)
     propagation_deadline = peewee.DateTimeField(null=True)  # dns-01: give up waiting for propagation then
+    # dns-01: a removal the provider refused is tried again at cleanup_next_at (backoff), the last refusal kept.
+    cleanup_attempts = peewee.IntegerField(default=0)
+    cleanup_next_at = peewee.DateTimeField(null=True)
+    cleanup_error = peewee.TextField(null=True)
 
     class Meta:
         table_name = "acme_challenges"
-        indexes = ((("order",), False), (("token",), False))
+        indexes = ((("order",), False), (("token",), False), (("presented_at",), False), (("domain", "type"), False))
 
 
 ALL_MODELS += (AcmeOrder, AcmeChallenge)

@@ -78,6 +78,10 @@ def challenge_view(row: AcmeChallenge) -> dict[str, Any]:
         view["dns01_txt_name"] = acme_orders.dns01_txt_name(row.domain)
         view["dns01_txt_value"] = row.key_authorization
         view["dns01_presented_at"] = rfc3339(row.presented_at) if row.presented_at else None
+    elif row.type == "tls-alpn-01":
+        # What the TLS listener (ALPN acme-tls/1, SNI = the domain) serves: a certificate whose acmeIdentifier
+        # extension holds this value's SHA-256 digest (RFC 8737 3).
+        view["tls_alpn01_key_authorization"] = row.key_authorization
     return view
 
 

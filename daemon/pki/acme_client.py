@@ -15,6 +15,7 @@ from pathlib import Path
 
 import josepy as jose
 import requests
+from acme import challenges
 from acme import client as acme_client
 from acme import errors as acme_errors
 from acme import messages
@@ -25,6 +26,26 @@ from .. import __version__
 
 USER_AGENT = f"scaivault-pki/{__version__}"
 NETWORK_TIMEOUT = 30
+
+
+@challenges.ChallengeResponse.register
+class TLSALPN01Response(challenges.KeyAuthorizationChallengeResponse):
+    """The (empty) answer to a tls-alpn-01 challenge: ``acme`` 5.x no longer ships one."""
+
+    typ = "tls-alpn-01"
+
+
+@challenges.Challenge.register
+class TLSALPN01(challenges.KeyAuthorizationChallenge):
+    """RFC 8737 tls-alpn-01. Registered with ``acme`` so authorizations parse it like http-01 and dns-01; what it
+    must serve (a certificate carrying the key authorization's digest) is built by ``pki.acme_tls_alpn``."""
+
+    response_cls = TLSALPN01Response
+    typ = response_cls.typ
+
+    def validation(self, account_key: jose.JWK, **unused_kwargs: object) -> str:
+        """The key authorization (the listener puts its SHA-256 digest into the acmeIdentifier extension)."""
+        return self.key_authorization(account_key)
 
 
 class AcmeUpstreamError(Exception):

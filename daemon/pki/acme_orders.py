@@ -51,7 +51,7 @@ MAX_BACKOFF_SECONDS = 60
 #: An order whose CA keeps failing (network, 5xx) is given up after this many attempts in a row.
 MAX_FAILED_ATTEMPTS = 30
 KEY_TYPES = {"ec": 256, "rsa": 2048}
-CHALLENGE_TYPES = ("http-01", "dns-01")
+CHALLENGE_TYPES = ("http-01", "dns-01", "tls-alpn-01")
 #: TTL of the dns-01 TXT records: short, as they live for one validation.
 DNS01_TTL = 60
 _UPSTREAM_ERRORS = (messages.Error, acme_errors.Error, requests.RequestException, acme_client.AcmeUpstreamError)
@@ -114,8 +114,7 @@ def create_order(envelope: Any, tenant_id: str, body: dict[str, Any], requested_
     """
     challenge_type = body.get("challenge_type", "http-01")
     if challenge_type not in CHALLENGE_TYPES:
-        raise ApiError("policy_violation", f"challenge_type {challenge_type}: not yet available (only http-01, dns-01)",
-                       {"rule": "challenge_type", "field": "challenge_type"})
+        raise invalid_field("challenge_type", f"one of {', '.join(CHALLENGE_TYPES)}")
     provider_id = body.get("dns_provider_id")
     if challenge_type == "dns-01" and not provider_id:
         raise invalid_field("dns_provider_id", "required with challenge_type dns-01")
@@ -472,6 +471,19 @@ def http01_key_authorization(token: str) -> str | None:
     row = (AcmeChallenge.select(AcmeChallenge.key_authorization)
            .where((AcmeChallenge.token == token) & (AcmeChallenge.type == "http-01") & AcmeChallenge.active)
            .first())
+    return row.key_authorization if row is not None else None
+
+
+def tls_alpn01_key_authorization(domain: str) -> str | None:
+    """The key authorization to answer a tls-alpn-01 handshake for ``domain`` with, while its order is unfinished.
+
+    RFC 8737: the validator names the domain in SNI (lower-cased, no trailing dot). Several unfinished orders for
+    one name would each have their own value; the newest challenge wins (the older orders' validations fail).
+    """
+    name = domain.rstrip(".").lower()
+    row = (AcmeChallenge.select(AcmeChallenge.key_authorization)
+           .where((AcmeChallenge.domain == name) & (AcmeChallenge.type == "tls-alpn-01") & AcmeChallenge.active)
+           .order_by(AcmeChallenge.created_at.desc(), AcmeChallenge.id.desc()).first())
     return row.key_authorization if row is not None else None
 
 

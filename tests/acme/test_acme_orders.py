@@ -92,8 +92,8 @@ def test_issue_input_errors(client, admin_token, pebble):
     def issue(**body):
         return client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={"account_id": account_id, **body})
 
-    refused = issue(domains=["a.example"], challenge_type="tls-alpn-01")
-    assert refused.status_code == 422 and refused.json["error"]["details"]["rule"] == "challenge_type"
+    refused = issue(domains=["a.example"], challenge_type="tls-sni-01")
+    assert refused.status_code == 400 and refused.json["error"]["details"]["field"] == "challenge_type"
     # dns-01 needs a DNS provider of the tenant, and only dns-01 takes one.
     missing = issue(domains=["a.example"], challenge_type="dns-01")
     assert missing.status_code == 400 and missing.json["error"]["details"]["field"] == "dns_provider_id"
