@@ -72,6 +72,18 @@ PROPAGATION_NAMESERVERS_SCHEMA: dict[str, Any] = {
 }
 
 
+#: The propagation settings every built-in DNS provider type offers in its config (merge into ``properties``):
+#: ``propagation_timeout`` and ``propagation_interval`` (seconds; override the type's class defaults, applied by
+#: :meth:`DnsProvider.__init__`) and ``propagation_nameservers`` (see above).
+PROPAGATION_CONFIG_PROPERTIES: dict[str, Any] = {
+    "propagation_timeout": {"description": "seconds to wait for every authoritative server to serve a new value",
+                            "type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+    "propagation_interval": {"description": "seconds between two propagation checks",
+                             "type": "number", "exclusiveMinimum": 0, "maximum": 600},
+    "propagation_nameservers": PROPAGATION_NAMESERVERS_SCHEMA,
+}
+
+
 def secret_or_string(**string_schema: Any) -> dict[str, Any]:
     """JSON Schema for a secret-bearing config field: a literal string or a secret reference.
 
@@ -122,8 +134,16 @@ class DnsProvider(abc.ABC):
     propagation_interval: ClassVar[float] = 5.0
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        """Keep the (already validated, secret-resolved) config; do no network I/O here."""
+        """Keep the (already validated, secret-resolved) config; do no network I/O here.
+
+        ``propagation_timeout`` and ``propagation_interval`` in the config (see
+        :data:`PROPAGATION_CONFIG_PROPERTIES`) override the class defaults for this instance.
+        """
         self.config: Mapping[str, Any] = config
+        if "propagation_timeout" in config:
+            self.propagation_timeout = float(config["propagation_timeout"])
+        if "propagation_interval" in config:
+            self.propagation_interval = float(config["propagation_interval"])
 
     @abc.abstractmethod
     def present(self, zone: str | None, fqdn: str, value: str, ttl: int) -> None:
@@ -205,8 +225,16 @@ class AcmeCaBackend(abc.ABC):
     eab_required: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        """Keep the (already validated, secret-resolved) config; do no network I/O here."""
+        """Keep the (already validated, secret-resolved) config; do no network I/O here.
+
+        ``propagation_timeout`` and ``propagation_interval`` in the config (see
+        :data:`PROPAGATION_CONFIG_PROPERTIES`) override the class defaults for this instance.
+        """
         self.config: Mapping[str, Any] = config
+        if "propagation_timeout" in config:
+            self.propagation_timeout = float(config["propagation_timeout"])
+        if "propagation_interval" in config:
+            self.propagation_interval = float(config["propagation_interval"])
 
     @property
     def directory_url(self) -> str:

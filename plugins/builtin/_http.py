@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
-from scaivault_pki.plugins.api import DnsProviderError, secret_or_string
+from scaivault_pki.plugins.api import PROPAGATION_CONFIG_PROPERTIES, DnsProviderError, secret_or_string
 
 __all__ = [
     "BASE_URL_SCHEMA",
@@ -259,6 +259,7 @@ def api_token_config_schema(title: str, token_description: str, default_base_url
         "properties": {
             "api_token": {**secret_or_string(maxLength=512), "description": token_description},
             "base_url": {**BASE_URL_SCHEMA, "description": f"API base URL (default {default_base_url})"},
+            **PROPAGATION_CONFIG_PROPERTIES,
         },
         "required": ["api_token"],
         "additionalProperties": False,

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import boto3
 import botocore.config
 import botocore.exceptions
-from scaivault_pki.plugins.api import DnsProviderError, secret_or_string
+from scaivault_pki.plugins.api import PROPAGATION_CONFIG_PROPERTIES, DnsProviderError, secret_or_string
 from scaivault_pki.plugins.builtin._http import BASE_URL_SCHEMA, DEFAULT_TIMEOUT, safe_detail
 from scaivault_pki.plugins.builtin._txt_records import (
     RecordSetConflict,
@@ -61,6 +61,7 @@ class Route53Provider(TxtRecordSetProvider):
                 "type": "boolean",
                 "description": "after each change, wait until Route 53 reports it INSYNC on all its servers",
             },
+            **PROPAGATION_CONFIG_PROPERTIES,
         },
         "required": ["access_key_id", "secret_access_key"],
         "additionalProperties": False,

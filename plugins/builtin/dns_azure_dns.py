@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from scaivault_pki.plugins.api import secret_or_string
+from scaivault_pki.plugins.api import PROPAGATION_CONFIG_PROPERTIES, secret_or_string
 from scaivault_pki.plugins.builtin._http import BASE_URL_SCHEMA, JsonApi, OAuth2Token, oauth_error_detail, path_segment
 from scaivault_pki.plugins.builtin._txt_records import (
     RecordSetConflict,
@@ -68,6 +68,7 @@ class AzureDnsProvider(TxtRecordSetProvider):
                 **BASE_URL_SCHEMA,
                 "description": f"Microsoft Entra ID authority (default {DEFAULT_AUTHORITY_URL})",
             },
+            **PROPAGATION_CONFIG_PROPERTIES,
         },
         "required": ["subscription_id", "resource_group", "tenant_id", "client_id", "client_secret"],
         "additionalProperties": False,

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from scaivault_pki.plugins.api import DnsProviderError, secret_or_string
+from scaivault_pki.plugins.api import PROPAGATION_CONFIG_PROPERTIES, DnsProviderError, secret_or_string
 from scaivault_pki.plugins.builtin._http import BASE_URL_SCHEMA, JsonApi, OAuth2Token, oauth_error_detail, path_segment
 from scaivault_pki.plugins.builtin._txt_records import (
     RecordSetConflict,
@@ -118,6 +118,7 @@ class GoogleCloudDnsProvider(TxtRecordSetProvider):
             },
             "base_url": {**BASE_URL_SCHEMA, "description": f"API base URL (default {DEFAULT_BASE_URL})"},
             "token_uri": {**BASE_URL_SCHEMA, "description": f"OAuth 2.0 token endpoint (default {DEFAULT_TOKEN_URI})"},
+            **PROPAGATION_CONFIG_PROPERTIES,
         },
         "required": ["service_account_json"],
         "additionalProperties": False,

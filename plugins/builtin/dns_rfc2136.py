@@ -24,7 +24,7 @@ import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
 
-from scaivault_pki.plugins.api import PROPAGATION_NAMESERVERS_SCHEMA, DnsProvider, DnsProviderError, secret_or_string
+from scaivault_pki.plugins.api import PROPAGATION_CONFIG_PROPERTIES, DnsProvider, DnsProviderError, secret_or_string
 from scaivault_pki.plugins.propagation import Nameserver, query_direct
 
 DNS_NAME_PATTERN = r"^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$"
@@ -67,9 +67,7 @@ class Rfc2136Provider(DnsProvider):
             "tsig_algorithm": {"enum": list(TSIG_ALGORITHMS), "default": "hmac-sha256"},
             "transport": {"enum": ["tcp", "udp"], "default": "tcp"},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60, "default": 10},
-            "propagation_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
-            "propagation_interval": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
-            "propagation_nameservers": PROPAGATION_NAMESERVERS_SCHEMA,
+            **PROPAGATION_CONFIG_PROPERTIES,
         },
     }
     secret_fields: ClassVar[tuple[str, ...]] = ("tsig_secret",)
@@ -87,10 +85,6 @@ class Rfc2136Provider(DnsProvider):
             _decode_tsig_secret(config["tsig_secret"]),
             dns.name.from_text(config.get("tsig_algorithm", "hmac-sha256")),
         )
-        if "propagation_timeout" in config:
-            self.propagation_timeout = float(config["propagation_timeout"])
-        if "propagation_interval" in config:
-            self.propagation_interval = float(config["propagation_interval"])
         self._address: str | None = None
 
     def __repr__(self) -> str:

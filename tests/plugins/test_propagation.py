@@ -8,11 +8,14 @@ import time
 import dns.resolver
 import pytest
 
-from scaivault_pki.plugins.api import PropagationTimeout
+from scaivault_pki.plugins.api import PROPAGATION_CONFIG_PROPERTIES, PropagationTimeout
+from scaivault_pki.plugins.builtin import BUILTIN_DNS_PROVIDERS
+from scaivault_pki.plugins.builtin.dns_cloudflare import CloudflareProvider
 from scaivault_pki.plugins.builtin.dns_rfc2136 import Rfc2136Provider
 from scaivault_pki.plugins.propagation import (
     Nameserver,
     authoritative_servers,
+    propagation_servers,
     wait_for_propagation,
     wait_for_txt,
 )
@@ -114,3 +117,19 @@ def test_every_server_must_serve_it(provider, bind_server):
         assert f"127.0.0.1:{bind_server.port}:" not in message  # the server that has it is not blamed
     finally:
         provider.cleanup(None, name, "partial")
+
+
+@pytest.mark.parametrize("provider_type", BUILTIN_DNS_PROVIDERS, ids=lambda cls: cls.type_name)
+def test_every_builtin_type_offers_the_propagation_settings(provider_type):
+    properties = provider_type.config_schema["properties"]
+    for name, schema in PROPAGATION_CONFIG_PROPERTIES.items():
+        assert properties[name] == schema
+
+
+def test_a_cloud_provider_checks_the_servers_its_config_names():
+    provider = CloudflareProvider({"api_token": "token", "propagation_nameservers": ["192.0.2.7:5353", "[2001:db8::1]"],
+                                   "propagation_timeout": 7, "propagation_interval": 0.5})
+    assert (provider.propagation_timeout, provider.propagation_interval) == (7.0, 0.5)
+    assert CloudflareProvider.propagation_timeout == 120.0  # the class default stays for other instances
+    assert propagation_servers(provider, "_acme-challenge.www.example.com") == [
+        Nameserver("192.0.2.7", 5353), Nameserver("2001:db8::1", 53)]
