@@ -371,6 +371,7 @@ ACME_ISSUE: dict[str, Any] = {
                     "items": {"type": "string", "minLength": 1, "maxLength": 255}},
         "challenge_type": {"enum": ["http-01", "dns-01", "tls-alpn-01"]},
         "dns_provider_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "dns_manual": {"type": "boolean"},
         "auto_renew": {"type": "boolean"},
         "key_type": {"enum": ["ec", "rsa"]},
     },

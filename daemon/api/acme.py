@@ -78,6 +78,9 @@ def challenge_view(row: AcmeChallenge) -> dict[str, Any]:
         view["dns01_txt_name"] = acme_orders.dns01_txt_name(row.domain)
         view["dns01_txt_value"] = row.key_authorization
         view["dns01_presented_at"] = rfc3339(row.presented_at) if row.presented_at else None
+        # A removal the DNS provider refused, tried again at dns01_cleanup_retry_at (null once given up).
+        view["dns01_cleanup_error"] = row.cleanup_error if row.presented_at else None
+        view["dns01_cleanup_retry_at"] = rfc3339(row.cleanup_next_at) if row.presented_at and row.cleanup_next_at else None
     elif row.type == "tls-alpn-01":
         # What the TLS listener (ALPN acme-tls/1, SNI = the domain) serves: a certificate whose acmeIdentifier
         # extension holds this value's SHA-256 digest (RFC 8737 3).
@@ -94,6 +97,7 @@ def order_view(row: AcmeOrder) -> dict[str, Any]:
         "domains": row.domains,
         "challenge_type": row.challenge_type,
         "dns_provider_id": row.dns_provider_id,
+        "dns_manual": row.challenge_type == "dns-01" and row.dns_provider_id is None,
         "key_type": row.key_type,
         "auto_renew": row.auto_renew,
         "certificate_id": row.certificate_id,
@@ -107,6 +111,11 @@ def order_view(row: AcmeOrder) -> dict[str, Any]:
         "renew_after": rfc3339(row.renew_after) if row.renew_after else None,
         "renewal_failures": row.renewal_failures,
         "renewal_error": row.renewal_error,
+        # RFC 9773: the CA's suggested renewal window for this order's certificate (when it offers one), and the
+        # certificate (its ARI identifier) this order was placed to replace.
+        "renewal_window": ({"start": rfc3339(row.renewal_window_start), "end": rfc3339(row.renewal_window_end)}
+                           if row.renewal_window_start else None),
+        "replaces": row.replaces,
         "created_at": rfc3339(row.created_at),
         "updated_at": rfc3339(row.updated_at),
     }

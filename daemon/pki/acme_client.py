@@ -7,6 +7,8 @@ whose message (the CA's problem document) is shown to API users.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import tempfile
 import threading
@@ -18,7 +20,9 @@ import requests
 from acme import challenges
 from acme import client as acme_client
 from acme import errors as acme_errors
-from acme import messages
+from acme import crypto_util, messages
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -157,3 +161,123 @@ def deactivate(conn: Connection) -> None:
         conn.client.deactivate_registration(_without_eab(regr))
     except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
         raise AcmeUpstreamError(f"the ACME CA refused to deactivate the account: {describe(exc)}") from exc
+
+
+# -- RFC 9773: renewal information and ``replaces`` -----------------------------------------------------------
+
+#: RFC 9773 4.3.3: a Retry-After under a minute counts as a minute, over a day as a day.
+ARI_MIN_RETRY = dt.timedelta(minutes=1)
+ARI_MAX_RETRY = dt.timedelta(days=1)
+#: When the CA sends no Retry-After with renewal information: ask again in six hours (RFC 9773 4.3.3's example).
+ARI_DEFAULT_RETRY = dt.timedelta(hours=6)
+
+
+class NewOrderReplacing(messages.NewOrder):
+    """A newOrder body with RFC 9773's ``replaces`` (``acme`` 5.x cannot send it)."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+@dataclass(frozen=True)
+class RenewalWindow:
+    """The CA's suggested renewal window for one certificate, and when to ask again (naive UTC, as stored)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    next_check: dt.datetime
+    explanation_url: str | None
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def ari_cert_id(certificate: asn1_x509.Certificate) -> str | None:
+    """The certificate's RFC 9773 4.1 identifier: base64url(AKI keyIdentifier) "." base64url(serial's DER content).
+
+    None for a certificate without an authority key identifier (no CA we talk to issues those).
+    """
+    key_id = certificate.authority_key_identifier
+    if key_id is None:
+        return None
+    return f"{_b64url(key_id)}.{_b64url(certificate['tbs_certificate']['serial_number'].contents)}"
+
+
+def renewal_info_url(conn: Connection) -> str | None:
+    """The directory's ``renewalInfo`` URL, None when the CA does not offer renewal information."""
+    try:
+        url = conn.client.directory["renewalInfo"]
+    except KeyError:
+        return None
+    return str(url) if url else None
+
+
+def retry_after_utc(response: requests.Response, default: dt.timedelta | None = None) -> dt.datetime | None:
+    """The response's Retry-After (seconds or an HTTP date) as naive UTC; ``now + default`` (or None) without one."""
+    if "Retry-After" not in response.headers:
+        return _naive_utc_now() + default if default is not None else None
+    # acme's parser handles both forms, in local naive time.
+    local = acme_client.ClientV2.retry_after(response, 1)
+    return local.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _naive_utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.replace(microsecond=0)
+
+
+def fetch_renewal_info(conn: Connection, cert_id: str) -> RenewalWindow | None:
+    """GET the certificate's renewal information (RFC 9773 4.2); None when the CA offers none.
+
+    The next check follows Retry-After, clamped to [1 minute, 1 day]. A malformed window (end not after start)
+    is refused like a network failure: :class:`AcmeUpstreamError`.
+    """
+    base = renewal_info_url(conn)
+    if base is None:
+        return None
+    url = f"{base.rstrip('/')}/{cert_id}"
+    try:
+        response = conn.client.net.get(url, content_type="application/json")
+        info = messages.RenewalInfo.from_json(response.json())
+    except (messages.Error, acme_errors.Error, requests.RequestException, ValueError, jose.DeserializationError) as exc:
+        raise AcmeUpstreamError(f"cannot read the renewal information {url}: {describe(exc)}") from exc
+    start, end = _naive_utc(info.suggested_window.start), _naive_utc(info.suggested_window.end)
+    if end <= start:
+        raise AcmeUpstreamError(f"the renewal information {url} has an empty window ({start} to {end})")
+    now = _naive_utc_now()
+    asked = retry_after_utc(response, ARI_DEFAULT_RETRY) or now + ARI_DEFAULT_RETRY
+    next_check = min(max(asked, now + ARI_MIN_RETRY), now + ARI_MAX_RETRY)
+    explanation = response.json().get("explanationURL")
+    return RenewalWindow(start, end, next_check, explanation if isinstance(explanation, str) else None)
+
+
+def new_order(conn: Connection, csr_pem: bytes, replaces: str | None = None) -> messages.OrderResource:
+    """Place an order for the CSR's names; with ``replaces`` (an ARI identifier) when the CA offers renewal info.
+
+    A CA that refuses ``replaces`` as already replaced (RFC 9773 5: ``alreadyReplaced``) gets the order again
+    without it: the certificate is still due for renewal, only the link is lost.
+    """
+    if replaces is None or renewal_info_url(conn) is None:
+        return conn.client.new_order(csr_pem)
+    csr = x509.load_pem_x509_csr(csr_pem)
+    dns_names, ip_addresses = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
+    identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name) for name in dns_names]
+    identifiers += [messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(ip)) for ip in ip_addresses]
+    try:
+        response = conn.client.net.post(conn.client.directory["newOrder"],
+                                        NewOrderReplacing(identifiers=tuple(identifiers), replaces=replaces),
+                                        new_nonce_url=conn.client.directory["newNonce"])
+    except messages.Error as exc:
+        if exc.code == "alreadyReplaced":
+            return conn.client.new_order(csr_pem)
+        raise
+    body = messages.Order.from_json(response.json())
+    authorizations = [conn.client.poll(messages.AuthorizationResource(uri=url, body=messages.Authorization()))[0]
+                      for url in body.authorizations]
+    return messages.OrderResource(body=body, uri=response.headers.get("Location"), authorizations=authorizations,
+                                  csr_pem=csr_pem)

@@ -9,7 +9,15 @@ resumes it. Polls follow the CA's Retry-After, else back off exponentially (1 s 
 dns-01: the step that would answer a challenge first puts the TXT record up through the order's DNS provider,
 then checks propagation one query round per step (never blocking the job thread) until every authoritative
 server serves the value, or the challenge's ``propagation_deadline`` (presentation + the provider's
-``propagation_timeout``) passes, which fails the order. Records come down when the order ends, either way.
+``propagation_timeout``) passes, which fails the order. Records come down when the order ends, either way; a
+removal the provider refuses is tried again later with backoff (``cleanup_next_at``). Manual dns-01
+(``dns_manual``) leaves the TXT records to the operator, who answers with ``POST /challenges/{id}/complete``.
+
+tls-alpn-01: the challenge listener process (``scaivault_pki.challenge_listener``) serves the RFC 8737
+certificate for each active challenge's domain; the job answers as for http-01.
+
+Renewal: at a third of the lifetime left, or inside the CA's RFC 9773 renewal window when its directory offers
+``renewalInfo`` (then the renewal order says which certificate it ``replaces``).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from ..plugins.propagation import check_txt_once, propagation_servers
 from ..schema.db import write_transaction
 from ..schema.models import AcmeAccount, AcmeChallenge, AcmeOrder, Certificate, CertificateChain, new_id, utcnow
 from ..times import as_naive_utc
-from . import acme_accounts, acme_client, dns_providers
+from . import acme_accounts, acme_client, dns_providers, events
 from .crl import asn1_reason
 from .extensions import validate_dns_name
 from .issuance import generate_leaf_key, private_key_context
@@ -54,6 +62,12 @@ KEY_TYPES = {"ec": 256, "rsa": 2048}
 CHALLENGE_TYPES = ("http-01", "dns-01", "tls-alpn-01")
 #: TTL of the dns-01 TXT records: short, as they live for one validation.
 DNS01_TTL = 60
+#: Manual dns-01: how often an order waiting for its operator re-polls the CA (to notice an expired authorization).
+MANUAL_DNS01_POLL = dt.timedelta(minutes=5)
+#: A refused dns-01 record removal is tried again after a minute, doubling up to 6 hours, at most this many times.
+CLEANUP_RETRY_FIRST = dt.timedelta(minutes=1)
+CLEANUP_RETRY_MAX = dt.timedelta(hours=6)
+MAX_CLEANUP_ATTEMPTS = 20
 _UPSTREAM_ERRORS = (messages.Error, acme_errors.Error, requests.RequestException, acme_client.AcmeUpstreamError)
 
 
@@ -109,24 +123,34 @@ def create_order(envelope: Any, tenant_id: str, body: dict[str, Any], requested_
                  plugins: PluginHost) -> AcmeOrder:
     """Place an order at the account's CA and record it with its challenges; the job does the rest.
 
-    dns-01 needs ``dns_provider_id``, a DNS provider of the tenant (400 without, 404 unknown); it is resolved
-    (secrets included) here already, so a provider that cannot work fails the request, not the order later.
+    dns-01 needs ``dns_provider_id``, a DNS provider of the tenant (400 without, 404 unknown), resolved (secrets
+    included) here already, so a provider that cannot work fails the request, not the order later; or
+    ``dns_manual: true``: the operator publishes the TXT values and answers each challenge with ``complete``. A
+    manual order is not renewed automatically (nobody would publish the renewal's values): ``auto_renew`` is
+    false for it, and asking for it is refused.
     """
     challenge_type = body.get("challenge_type", "http-01")
     if challenge_type not in CHALLENGE_TYPES:
         raise invalid_field("challenge_type", f"one of {', '.join(CHALLENGE_TYPES)}")
     provider_id = body.get("dns_provider_id")
-    if challenge_type == "dns-01" and not provider_id:
-        raise invalid_field("dns_provider_id", "required with challenge_type dns-01")
-    if challenge_type != "dns-01" and provider_id:
-        raise invalid_field("dns_provider_id", "only with challenge_type dns-01")
+    manual = bool(body.get("dns_manual", False))
+    if challenge_type == "dns-01" and not provider_id and not manual:
+        raise invalid_field("dns_provider_id", "required with challenge_type dns-01 (or dns_manual: true)")
+    if provider_id and manual:
+        raise invalid_field("dns_manual", "either dns_provider_id or dns_manual, not both")
+    if challenge_type != "dns-01" and (provider_id or manual):
+        raise invalid_field("dns_provider_id" if provider_id else "dns_manual", "only with challenge_type dns-01")
+    auto_renew = body.get("auto_renew", not manual)
+    if manual and auto_renew:
+        raise ApiError("policy_violation", "auto_renew: a manual dns-01 order cannot be renewed automatically",
+                       {"rule": "dns_manual", "field": "auto_renew"})
     domains = _domains(body["domains"], challenge_type)
     account = acme_accounts.get_account(tenant_id, body["account_id"])
     if account.status != "valid":
         raise ApiError("invalid_state", "the ACME account is deactivated", {"status": account.status, "field": "account_id"})
     if provider_id:
         dns_providers.resolve_provider(tenant_id, provider_id, plugins=plugins, envelope=envelope)
-    return _place_order(envelope, account, domains, body.get("key_type", "ec"), body.get("auto_renew", True), requested_by,
+    return _place_order(envelope, account, domains, body.get("key_type", "ec"), auto_renew, requested_by,
                         challenge_type=challenge_type, dns_provider_id=provider_id)
 
 
@@ -136,8 +160,10 @@ def _place_order(envelope: Any, account: AcmeAccount, domains: list[str], key_ty
     _, key_pem = generate_leaf_key(key_type, KEY_TYPES[key_type])
     csr_pem = crypto_util.make_csr(key_pem.encode(), domains)
     conn = acme_accounts.connect_account(envelope, account)
+    # RFC 9773 5: a renewal says which certificate it replaces, when the CA knows renewal information.
+    replaces = renewal_of.ari_cert_id if renewal_of is not None and acme_client.renewal_info_url(conn) else None
     try:
-        orderr = conn.client.new_order(csr_pem)
+        orderr = acme_client.new_order(conn, csr_pem, replaces)
     except _UPSTREAM_ERRORS as exc:
         raise ApiError("acme_upstream_error", f"the ACME CA refused the order: {acme_client.describe(exc)}") from exc
     order_id = new_id()
@@ -159,12 +185,13 @@ def _place_order(envelope: Any, account: AcmeAccount, domains: list[str], key_ty
             id=order_id, tenant=account.tenant_id, account=account.id, status="pending", domains=domains,
             challenge_type=challenge_type, dns_provider_id=dns_provider_id, key_type=key_type, auto_renew=auto_renew, order_url=orderr.uri,
             finalize_url=orderr.body.finalize, csr_pem=csr_pem.decode(), key_ciphertext=sealed, requested_by=requested_by,
-            renewal_of=renewal_of.id if renewal_of is not None else None,
+            renewal_of=renewal_of.id if renewal_of is not None else None, replaces=replaces,
         )
         for row in challenges:
             AcmeChallenge.create(**row)
     log.info("acme order placed", extra={"tenant_id": account.tenant_id, "order_id": order_id, "domains": domains,
-                                         "renewal_of": renewal_of.id if renewal_of is not None else None})
+                                         "renewal_of": renewal_of.id if renewal_of is not None else None,
+                                         "replaces": replaces})
     return order
 
 
@@ -181,6 +208,7 @@ def drive_due_orders(envelope: Any, now: dt.datetime | None = None, *, plugins: 
             log.exception("acme order step crashed", extra={"order_id": order.id})
             _schedule(order, None, error=f"internal error: {type(exc).__name__}", failed=True)
             _cleanup_if_ended(envelope, plugins, order)
+    retry_cleanups(envelope, now_naive, plugins=plugins)
     return len(due)
 
 
@@ -233,7 +261,7 @@ def step_order(envelope: Any, order: AcmeOrder, *, plugins: PluginHost) -> None:
         if order.status == "pending":
             retry_after = _step_authorizations(conn, order, _Dns01(envelope, plugins, order))
         else:
-            retry_after = _step_finalization(envelope, conn, order)
+            retry_after = _step_finalization(envelope, conn, order, plugins)
     except PropagationTimeout as exc:
         _finish(order, "invalid", str(exc))
     except (ApiError, DnsProviderError, *_UPSTREAM_ERRORS) as exc:
@@ -250,12 +278,18 @@ def step_order(envelope: Any, order: AcmeOrder, *, plugins: PluginHost) -> None:
     _cleanup_if_ended(envelope, plugins, order)
 
 
-def _cleanup_if_ended(envelope: Any, plugins: PluginHost, order: AcmeOrder) -> None:
-    """Take an ended order's dns-01 TXT records down (valid or not). Idempotent: providers delete exactly the
-    value, a missing one is success; a record that could not be removed keeps ``presented_at`` and is logged."""
+def _cleanup_if_ended(envelope: Any, plugins: PluginHost, order: AcmeOrder,
+                      rows: list[AcmeChallenge] | None = None) -> None:
+    """Take an ended order's dns-01 TXT records (``rows``, default: all still up) down, valid or not.
+
+    Idempotent: providers delete exactly the value, a missing one is success. A removal the provider refuses
+    keeps ``presented_at``, records the refusal on the challenge and is tried again by :func:`retry_cleanups`
+    after a backoff; after ``MAX_CLEANUP_ATTEMPTS`` it is left for the operator (still shown on the order).
+    """
     if order.status in ACTIVE_STATUSES or order.challenge_type != "dns-01":
         return
-    rows = list(AcmeChallenge.select().where((AcmeChallenge.order == order.id) & AcmeChallenge.presented_at.is_null(False)))
+    if rows is None:
+        rows = list(AcmeChallenge.select().where((AcmeChallenge.order == order.id) & AcmeChallenge.presented_at.is_null(False)))
     if not rows:
         return
     dns01 = _Dns01(envelope, plugins, order)
@@ -263,11 +297,39 @@ def _cleanup_if_ended(envelope: Any, plugins: PluginHost, order: AcmeOrder) -> N
         try:
             dns01.provider.cleanup(None, dns01_txt_name(row.domain), row.key_authorization)
         except (ApiError, DnsProviderError) as exc:
-            log.warning("acme dns-01 cleanup failed", extra={"order_id": order.id, "challenge_id": row.id,
-                                                             "error": exc.message if isinstance(exc, ApiError) else str(exc)})
+            _cleanup_failed(order, row, exc.message if isinstance(exc, ApiError) else str(exc))
             continue
         with write_transaction():
-            AcmeChallenge.update(presented_at=None).where(AcmeChallenge.id == row.id).execute()
+            AcmeChallenge.update(presented_at=None, cleanup_next_at=None, cleanup_error=None).where(
+                AcmeChallenge.id == row.id).execute()
+
+
+def _cleanup_failed(order: AcmeOrder, row: AcmeChallenge, error: str) -> None:
+    attempts = row.cleanup_attempts + 1
+    delay = min(CLEANUP_RETRY_MAX, CLEANUP_RETRY_FIRST * 2 ** min(attempts - 1, 16))
+    next_at = utcnow() + delay if attempts < MAX_CLEANUP_ATTEMPTS else None
+    with write_transaction():
+        AcmeChallenge.update(cleanup_attempts=attempts, cleanup_next_at=next_at, cleanup_error=error).where(
+            AcmeChallenge.id == row.id).execute()
+    extra = {"order_id": order.id, "challenge_id": row.id, "error": error, "attempts": attempts}
+    if next_at is None:
+        log.error("acme dns-01 cleanup given up: remove the TXT record by hand", extra=extra)
+    else:
+        log.warning("acme dns-01 cleanup failed", extra={**extra, "retry_in_seconds": int(delay.total_seconds())})
+
+
+def retry_cleanups(envelope: Any, now: dt.datetime | None = None, *, plugins: PluginHost) -> int:
+    """Try again every refused dns-01 record removal whose backoff ran out (part of the ``acme.orders`` job)."""
+    now_naive = as_naive_utc(now) if now else utcnow()
+    due = list(AcmeChallenge.select().join(AcmeOrder).where(
+        AcmeChallenge.presented_at.is_null(False) & (AcmeChallenge.cleanup_next_at <= now_naive)
+        & AcmeOrder.status.not_in(ACTIVE_STATUSES)))
+    by_order: dict[str, list[AcmeChallenge]] = {}
+    for row in due:
+        by_order.setdefault(row.order_id, []).append(row)
+    for rows in by_order.values():
+        _cleanup_if_ended(envelope, plugins, rows[0].order, rows)
+    return len(due)
 
 
 def _schedule(order: AcmeOrder, retry_after: dt.datetime | None, *, error: str | None = None, failed: bool = False) -> None:
@@ -304,6 +366,11 @@ def _step_authorizations(conn: acme_client.Connection, order: AcmeOrder, dns01: 
                     + (f": {acme_client.describe(problem)}" if problem else ""))
             return None
         if status == "pending" and row.answered_at is None and challb is not None:
+            if row.type == "dns-01" and order.dns_provider_id is None:
+                # Manual: the operator publishes the value and answers with complete; until then, look rarely.
+                all_valid = False
+                retry_after = _later(retry_after, utcnow() + MANUAL_DNS01_POLL)
+                continue
             if row.type == "dns-01":
                 if row.presented_at is None:
                     dns01.present(row)
@@ -314,7 +381,7 @@ def _step_authorizations(conn: acme_client.Connection, order: AcmeOrder, dns01: 
             _answer(conn, row, challb)
         if status != "valid":
             all_valid = False
-            retry_after = _later(retry_after, _retry_after_header(response))
+            retry_after = _later(retry_after, acme_client.retry_after_utc(response))
         else:
             with write_transaction():
                 AcmeChallenge.update(status="valid").where(AcmeChallenge.id == row.id).execute()
@@ -331,7 +398,8 @@ def _step_authorizations(conn: acme_client.Connection, order: AcmeOrder, dns01: 
     return None
 
 
-def _step_finalization(envelope: Any, conn: acme_client.Connection, order: AcmeOrder) -> dt.datetime | None:
+def _step_finalization(envelope: Any, conn: acme_client.Connection, order: AcmeOrder,
+                       plugins: PluginHost | None) -> dt.datetime | None:
     """Poll a finalized order; store the certificate once the CA issued it."""
     response = conn.client.net.post(order.order_url, None, new_nonce_url=conn.client.directory["newNonce"])
     body = messages.Order.from_json(response.json())
@@ -343,9 +411,9 @@ def _step_finalization(envelope: Any, conn: acme_client.Connection, order: AcmeO
         conn.client.begin_finalization(messages.OrderResource(body=body, uri=order.order_url, csr_pem=order.csr_pem.encode()))
         return None
     if status != "valid" or body.certificate is None:
-        return _retry_after_header(response)
+        return acme_client.retry_after_utc(response)
     chain = conn.client.net.post(body.certificate, None, new_nonce_url=conn.client.directory["newNonce"]).text
-    _store_certificate(envelope, order, chain)
+    _store_certificate(envelope, conn, order, chain, plugins)
     return None
 
 
@@ -356,14 +424,6 @@ def _answer(conn: acme_client.Connection, row: AcmeChallenge, challb: messages.C
     row.answered_at = utcnow()
 
 
-def _retry_after_header(response: requests.Response) -> dt.datetime | None:
-    # RFC 8555 8.2 / RFC 9110: seconds or an HTTP date; acme's helper parses both (into local naive time).
-    if "Retry-After" not in response.headers:
-        return None
-    local = acme_client.acme_client.ClientV2.retry_after(response, 1)
-    return local.astimezone(dt.timezone.utc).replace(tzinfo=None)
-
-
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
     return max(x for x in (a, b) if x is not None) if (a or b) else None
 
@@ -372,9 +432,18 @@ class _AlreadyStored(Exception):
     """Another worker stored this order's certificate first (a refresh racing the job)."""
 
 
-def _store_certificate(envelope: Any, order: AcmeOrder, chain_pem: str) -> None:
+def _store_certificate(envelope: Any, conn: acme_client.Connection, order: AcmeOrder, chain_pem: str,
+                       plugins: PluginHost | None) -> None:
     certs = read_certificates(chain_pem, "certificate")
     leaf, issuers = certs[0], certs[1:]
+    ari_cert_id = acme_client.ari_cert_id(leaf.asn1)
+    renew_after = window = next_check = None
+    if order.auto_renew:
+        renew_after = renewal_time(as_naive_utc(leaf.not_before), as_naive_utc(leaf.not_after))
+        if ari_cert_id is not None:
+            window, next_check = _renewal_info(conn, order, ari_cert_id)
+            if window is not None:
+                renew_after = pick_renewal_time(window)
     key_pem = envelope.open(order.key_ciphertext, order_context(order.id))
     cert_id = new_id()
     sealed = envelope.seal(key_pem, private_key_context(cert_id))
@@ -394,8 +463,10 @@ def _store_certificate(envelope: Any, order: AcmeOrder, chain_pem: str) -> None:
                 CertificateChain.create(certificate=cert_id, chain_pem="".join(
                     asn1_pem.armor("CERTIFICATE", c.der).decode("ascii") for c in issuers))
             # Conditional: of two workers downloading at once, exactly one records its copy.
-            renew_after = renewal_time(as_naive_utc(leaf.not_before), as_naive_utc(leaf.not_after)) if order.auto_renew else None
-            claimed = (AcmeOrder.update(certificate=cert_id, status="valid", error=None, updated_at=now, renew_after=renew_after)
+            claimed = (AcmeOrder.update(certificate=cert_id, status="valid", error=None, updated_at=now, renew_after=renew_after,
+                                        ari_cert_id=ari_cert_id, ari_next_check=next_check,
+                                        renewal_window_start=window.start if window else None,
+                                        renewal_window_end=window.end if window else None)
                        .where((AcmeOrder.id == order.id) & (AcmeOrder.status == "processing")).execute())
             if claimed != 1:
                 raise _AlreadyStored
@@ -409,6 +480,11 @@ def _store_certificate(envelope: Any, order: AcmeOrder, chain_pem: str) -> None:
         return
     order.status, order.error = "valid", None
     log.info("acme certificate issued", extra={"order_id": order.id, "certificate_id": cert_id})
+    stored = Certificate.get_by_id(cert_id)
+    if order.renewal_of_id and order.renewal_of.certificate_id:
+        events.notify_renewed(plugins, stored, order.renewal_of.certificate_id)
+    else:
+        events.notify_issued(plugins, stored)
 
 
 def _finish(order: AcmeOrder, status: str, error: str | None) -> None:
@@ -436,7 +512,8 @@ def complete_challenge(envelope: Any, tenant_id: str, challenge_id: str, *, plug
     """``POST /challenges/{id}/complete``: answer the challenge at the CA now; returns its order.
 
     For dns-01 this skips the propagation check (the TXT record is put up first if the job has not yet): for an
-    operator who knows the record is served. 404 for a challenge of another tenant, 409 once its order ended or
+    operator who knows the record is served. Manual dns-01 orders are answered only this way: publish the
+    challenge's ``dns01_txt_value`` at its ``dns01_txt_name``, then complete it. 404 for a challenge of another tenant, 409 once its order ended or
     its authorization is no longer pending; a challenge already answered is left as it is (200).
     """
     row = (AcmeChallenge.select().join(AcmeOrder)
@@ -455,9 +532,11 @@ def complete_challenge(envelope: Any, tenant_id: str, challenge_id: str, *, plug
         if authzr.body.status.name != "pending" or challb is None:
             raise ApiError("invalid_state", f"the authorization of {row.domain} is {authzr.body.status.name}",
                            {"status": authzr.body.status.name})
-        if row.type == "dns-01" and row.presented_at is None:
+        if row.type == "dns-01" and row.presented_at is None and order.dns_provider_id is not None:
             _Dns01(envelope, plugins, order).present(row)
         _answer(conn, row, challb)
+        with write_transaction():  # look at the CA's verdict soon, not at the manual order's slow pace
+            AcmeOrder.update(next_attempt_at=utcnow(), attempts=0).where(AcmeOrder.id == order.id).execute()
     except DnsProviderError as exc:
         raise ApiError("dns_provider_error", f"DNS provider: {exc}") from exc
     except _UPSTREAM_ERRORS as exc:
@@ -538,6 +617,56 @@ def renewal_time(not_before: dt.datetime, not_after: dt.datetime) -> dt.datetime
     return (not_before + lifetime * 2 / 3 - jitter).replace(microsecond=0)
 
 
+def pick_renewal_time(window: acme_client.RenewalWindow) -> dt.datetime:
+    """A uniformly random second inside the CA's suggested window (RFC 9773 4.2); a past time means now."""
+    span = int((window.end - window.start).total_seconds())
+    return window.start + dt.timedelta(seconds=secrets.randbelow(span + 1))
+
+
+#: When renewal information could not be read: try again in an hour (the third-of-lifetime time still holds).
+ARI_ERROR_RETRY = dt.timedelta(hours=1)
+
+
+def _renewal_info(conn: acme_client.Connection, order: AcmeOrder,
+                  cert_id: str) -> tuple[acme_client.RenewalWindow | None, dt.datetime | None]:
+    """The CA's window for the order's certificate and when to ask again; (None, None) when it offers none."""
+    try:
+        window = acme_client.fetch_renewal_info(conn, cert_id)
+    except acme_client.AcmeUpstreamError as exc:
+        log.warning("acme renewal information unavailable", extra={"order_id": order.id, "error": str(exc)})
+        return None, utcnow() + ARI_ERROR_RETRY
+    return window, window.next_check if window is not None else None
+
+
+def refresh_renewal_info(envelope: Any, now: dt.datetime | None = None) -> int:
+    """Ask the CA again for the renewal window of every certificate whose ``ari_next_check`` came (RFC 9773 4.3).
+
+    A window that moved (earlier, say, ahead of a mass revocation) gets a new random renewal time in it; an
+    unchanged one keeps its time. Returns how many were checked.
+    """
+    now_naive = as_naive_utc(now) if now else utcnow()
+    due = list(AcmeOrder.select().where((AcmeOrder.status == "valid") & AcmeOrder.auto_renew
+                                        & AcmeOrder.renew_after.is_null(False) & AcmeOrder.ari_cert_id.is_null(False)
+                                        & (AcmeOrder.ari_next_check <= now_naive)))
+    for order in due:
+        try:
+            conn = acme_accounts.connect_account(envelope, order.account)
+        except (ApiError, *_UPSTREAM_ERRORS) as exc:
+            log.warning("acme renewal information unavailable", extra={"order_id": order.id, "error": str(exc)})
+            window, next_check = None, utcnow() + ARI_ERROR_RETRY
+        else:
+            window, next_check = _renewal_info(conn, order, order.ari_cert_id)
+        changes: dict[str, Any] = {"ari_next_check": next_check, "updated_at": utcnow()}
+        if window is not None and (window.start, window.end) != (order.renewal_window_start, order.renewal_window_end):
+            changes.update(renewal_window_start=window.start, renewal_window_end=window.end,
+                           renew_after=pick_renewal_time(window))
+            log.info("acme renewal window", extra={"order_id": order.id, "start": window.start.isoformat(),
+                                                   "end": window.end.isoformat(), "explanation_url": window.explanation_url})
+        with write_transaction():  # conditional: a renewal placed meanwhile (renew_after cleared) stays placed
+            AcmeOrder.update(**changes).where((AcmeOrder.id == order.id) & AcmeOrder.renew_after.is_null(False)).execute()
+    return len(due)
+
+
 def _renewal_failed(order: AcmeOrder, error: str) -> None:
     """Inside a write transaction: back the renewal of ``order`` off and record why on it."""
     failures = order.renewal_failures + 1
@@ -551,11 +680,14 @@ def _renewal_failed(order: AcmeOrder, error: str) -> None:
 def renew_due_orders(envelope: Any, now: dt.datetime | None = None) -> int:
     """Place a renewal order for every valid auto-renewing order whose renewal time came (the ``acme.renewals`` job).
 
+    Renewal information due for a check is refreshed first, so a window the CA moved earlier counts at once.
+
     A revoked certificate or a deactivated account is not renewed (and not looked at again); a CA that refuses the
     new order backs the renewal off (``renewal_failures``, ``renewal_error`` on the order). Returns the number of
     renewal orders placed.
     """
     now_naive = as_naive_utc(now) if now else utcnow()
+    refresh_renewal_info(envelope, now_naive)
     due = list(AcmeOrder.select().where((AcmeOrder.status == "valid") & AcmeOrder.auto_renew
                                         & (AcmeOrder.renew_after <= now_naive)))
     placed = 0

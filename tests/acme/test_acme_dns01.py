@@ -3,6 +3,8 @@ validates) through that same BIND."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import re
 
 import pytest
@@ -13,6 +15,10 @@ from tests.support.bind import UPDATABLE_ZONE, have_named, start_bind
 from tests.support.daemon import free_port
 from tests.support.lint import openssl_verify
 from tests.support.pebble import start_pebble
+
+
+def _parse(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +133,94 @@ def test_propagation_timeout_fails_the_order_and_removes_the_record(client, admi
     assert failed["status"] == "invalid" and "not served by every authoritative server" in failed["error"], failed
     assert failed["challenges"][0]["answered_at"] is None and failed["challenges"][0]["dns01_presented_at"] is None
     assert bind.txt(f"_acme-challenge.{name}") == set()
+
+
+def test_manual_dns01_waits_for_the_operator(client, admin_token, services, pebble, challtestsrv):
+    """No DNS provider: the operator publishes the TXT value (here in the DNS server Pebble asks) and completes."""
+    name = "manual.acme-test.example"
+    account_id = _account(client, admin_token, pebble, "dns01-manual")
+
+    def issue(**body):
+        return client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={
+            "account_id": account_id, "domains": [name], "challenge_type": "dns-01", **body})
+
+    renewing = issue(dns_manual=True, auto_renew=True)  # nobody would publish the renewal's values
+    assert renewing.status_code == 422 and renewing.json["error"]["details"]["rule"] == "dns_manual", renewing.text
+    both = issue(dns_manual=True, dns_provider_id="any")
+    assert both.status_code == 400 and both.json["error"]["details"]["field"] == "dns_manual"
+    wrong_type = client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={
+        "account_id": account_id, "domains": [name], "challenge_type": "http-01", "dns_manual": True})
+    assert wrong_type.status_code == 400 and wrong_type.json["error"]["details"]["field"] == "dns_manual"
+
+    placed = issue(dns_manual=True)
+    assert placed.status_code == 202, placed.text
+    order = placed.json
+    assert order["dns_manual"] is True and order["auto_renew"] is False and order["dns_provider_id"] is None
+    challenge = order["challenges"][0]
+    assert challenge["dns01_txt_name"] == f"_acme-challenge.{name}"
+
+    # The job does not answer for the operator; it looks again only every few minutes.
+    from scaivault_pki.jobs import run_jobs_once
+
+    run_jobs_once(services)
+    waiting = client.simulate_get(f"/v1/pki/acme/orders/{order['id']}", headers=auth(admin_token)).json
+    assert waiting["status"] == "pending" and waiting["challenges"][0]["answered_at"] is None
+    assert _parse(waiting["next_attempt_at"]) >= dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=4)
+
+    challtestsrv.set_txt(challenge["dns01_txt_name"], challenge["dns01_txt_value"])
+    completed = client.simulate_post(f"/v1/pki/acme/challenges/{challenge['id']}/complete", headers=auth(admin_token))
+    assert completed.status_code == 200, completed.text
+    assert completed.json["challenges"][0]["answered_at"] is not None
+    assert completed.json["challenges"][0]["dns01_presented_at"] is None  # published by the operator, not by us
+
+    done = _drive_until_done(client, admin_token, services, order["id"], timeout=45)
+    assert done["status"] == "valid", done
+    leaf_pem = client.simulate_get(f"/v1/pki/certificates/{done['certificate_id']}/pem", headers=auth(admin_token)).text
+    ok, output = openssl_verify([pebble.root_pem().encode()], [done["chain_pem"].encode()], leaf_pem.encode(),
+                                purpose="sslserver")
+    assert ok, output
+    assert done["renew_after"] is None
+
+
+def test_a_refused_cleanup_is_retried_later(client, admin_token, services, dns_pebble, bind):
+    """The provider refuses to remove the record (its TSIG secret went wrong): the order still ends valid, the
+    refusal is shown on the challenge, and the removal is tried again after a backoff, then succeeds."""
+    from scaivault_pki.pki import acme_orders
+
+    secret_url = "/v1/secrets/dns/bind-cleanup"
+    assert client.simulate_put(secret_url, headers=auth(admin_token),
+                               json={"data": {"tsig": bind.key_secret}}).status_code in (200, 201)
+    created = client.simulate_post("/v1/pki/dns-providers", headers=auth(admin_token), json={
+        "name": "bind-cleanup", "type": "rfc2136", "config": {
+            "server": "127.0.0.1", "port": bind.port, "tsig_key_name": bind.key_name,
+            "tsig_secret": {"secret": "dns/bind-cleanup#tsig"}, "timeout": 5,
+            "propagation_nameservers": [f"127.0.0.1:{bind.port}"], "propagation_timeout": 20,
+            "propagation_interval": 0.5}})
+    assert created.status_code == 201, created.text
+    name = f"cleanup.{UPDATABLE_ZONE}"
+    account_id = _account(client, admin_token, dns_pebble, "dns01-cleanup")
+    order = _issue(client, admin_token, account_id, created.json["id"], [name])
+    challenge = order["challenges"][0]
+    # Record up and answered at once; then the secret changes under the provider.
+    assert client.simulate_post(f"/v1/pki/acme/challenges/{challenge['id']}/complete",
+                                headers=auth(admin_token)).status_code == 200
+    wrong = base64.b64encode(b"not the key BIND knows, 32 bytes").decode()
+    assert client.simulate_put(secret_url, headers=auth(admin_token), json={"data": {"tsig": wrong}}).status_code == 200
+
+    done = _drive_until_done(client, admin_token, services, order["id"], timeout=45)
+    assert done["status"] == "valid", done
+    stuck = done["challenges"][0]
+    assert stuck["dns01_presented_at"] is not None and stuck["dns01_cleanup_error"], stuck
+    assert wrong not in stuck["dns01_cleanup_error"]
+    retry_at = _parse(stuck["dns01_cleanup_retry_at"])
+    assert retry_at >= dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=50)  # a minute, not a tight loop
+    assert challenge["dns01_txt_value"] in bind.txt(f"_acme-challenge.{name}")
+    # Not due yet: nothing is tried.
+    assert acme_orders.retry_cleanups(services.envelope, plugins=services.plugins) == 0
+
+    assert client.simulate_put(secret_url, headers=auth(admin_token),
+                               json={"data": {"tsig": bind.key_secret}}).status_code == 200
+    assert acme_orders.retry_cleanups(services.envelope, retry_at + dt.timedelta(seconds=1), plugins=services.plugins) == 1
+    assert bind.txt(f"_acme-challenge.{name}") == set()
+    cleaned = client.simulate_get(f"/v1/pki/acme/orders/{order['id']}", headers=auth(admin_token)).json["challenges"][0]
+    assert cleaned["dns01_presented_at"] is None and cleaned["dns01_cleanup_error"] is None

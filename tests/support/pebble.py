@@ -103,6 +103,12 @@ class ChallTestSrv:
         response = requests.post(f"{self.management_url}/add-a", json={"host": host, "addresses": [address]}, timeout=5)
         response.raise_for_status()
 
+    def set_txt(self, fqdn: str, value: str) -> None:
+        """Serve ``value`` as a TXT record at ``fqdn`` (what an operator does by hand for manual dns-01)."""
+        response = requests.post(f"{self.management_url}/set-txt", json={"host": fqdn.rstrip(".") + ".", "value": value},
+                                 timeout=5)
+        response.raise_for_status()
+
     def stop(self) -> None:
         _stop(self.process)
 
