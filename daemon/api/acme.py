@@ -88,7 +88,11 @@ def challenge_view(row: AcmeChallenge) -> dict[str, Any]:
     return view
 
 
-def order_view(row: AcmeOrder) -> dict[str, Any]:
+def order_view(row: AcmeOrder, challenges: list[AcmeChallenge] | None = None,
+               chain_pem: str | None = None) -> dict[str, Any]:
+    """An order as the API shows it; a list passes its page's challenges and chains (no query per order)."""
+    if challenges is None:
+        challenges, chain_pem = acme_orders.order_challenges(row), acme_orders.order_chain_pem(row)
     return {
         "id": row.id,
         "order_id": row.id,
@@ -102,11 +106,11 @@ def order_view(row: AcmeOrder) -> dict[str, Any]:
         "auto_renew": row.auto_renew,
         "certificate_id": row.certificate_id,
         # The issuer chain the CA delivered with the certificate (issuer first), once there is one.
-        "chain_pem": acme_orders.order_chain_pem(row),
+        "chain_pem": chain_pem,
         "error": row.error,
         "attempts": row.attempts,
         "next_attempt_at": rfc3339(row.next_attempt_at) if row.status in acme_orders.ACTIVE_STATUSES else None,
-        "challenges": [challenge_view(c) for c in acme_orders.order_challenges(row)],
+        "challenges": [challenge_view(c) for c in challenges],
         "renewal_of": row.renewal_of_id,
         "renew_after": rfc3339(row.renew_after) if row.renew_after else None,
         "renewal_failures": row.renewal_failures,
@@ -148,7 +152,9 @@ class OrderCollection:
             raise invalid_field("status", f"one of {', '.join(ORDER_STATUSES)}")
         rows, cursor = acme_orders.list_orders(req.context.principal.tenant_id, status, req.get_param("account_id"),
                                                parse_limit(req.get_param("limit")), req.get_param("cursor"))
-        resp.media = {"items": [order_view(r) for r in rows], "next_cursor": cursor}
+        challenges, chains = acme_orders.page_details(rows)
+        resp.media = {"items": [order_view(r, challenges[r.id], chains.get(r.certificate_id)) for r in rows],
+                      "next_cursor": cursor}
 
 
 class OrderItem:

@@ -114,6 +114,19 @@ def order_challenges(order: AcmeOrder) -> list[AcmeChallenge]:
     return list(AcmeChallenge.select().where(AcmeChallenge.order == order.id).order_by(AcmeChallenge.domain))
 
 
+def page_details(orders: list[AcmeOrder]) -> tuple[dict[str, list[AcmeChallenge]], dict[str, str]]:
+    """For a page of orders, in two queries: their challenges (by order id) and chains (by certificate id)."""
+    challenges: dict[str, list[AcmeChallenge]] = {order.id: [] for order in orders}
+    if orders:
+        for row in (AcmeChallenge.select().where(AcmeChallenge.order.in_(list(challenges)))
+                    .order_by(AcmeChallenge.domain)):
+            challenges[row.order_id].append(row)
+    certificate_ids = [order.certificate_id for order in orders if order.certificate_id]
+    chains = {row.certificate_id: row.chain_pem for row in
+              CertificateChain.select().where(CertificateChain.certificate.in_(certificate_ids))} if certificate_ids else {}
+    return challenges, chains
+
+
 def dns01_txt_name(domain: str) -> str:
     """Where a dns-01 answer for ``domain`` goes (RFC 8555 8.4; a wildcard's authorization is for its base name)."""
     return "_acme-challenge." + domain.removeprefix("*.")

@@ -84,6 +84,8 @@ def test_http01_issues_a_certificate_chaining_to_pebbles_root(client, admin_toke
 
     listed = client.simulate_get(f"/v1/pki/acme/orders?status=valid&account_id={account_id}", headers=auth(admin_token)).json
     assert [o["id"] for o in listed["items"]] == [order["id"]]
+    # A page shows each order exactly as its GET does (challenges and chain fetched for the page at once).
+    assert listed["items"][0] == client.simulate_get(f"/v1/pki/acme/orders/{order['id']}", headers=auth(admin_token)).json
 
 
 def test_issue_input_errors(client, admin_token, pebble):
