@@ -39,20 +39,25 @@ def dns_pebble(tmp_path_factory, bind):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def provider_id(client, admin_token, bind):
-    stored = client.simulate_put("/v1/secrets/dns/bind-dns01", headers=auth(admin_token),
+def _bind_provider(client, admin_token, bind, name, secret_path, **config):
+    """An rfc2136 provider of the test tenant for ``bind``, its TSIG key stored as the secret ``secret_path``."""
+    stored = client.simulate_put(f"/v1/secrets/{secret_path}", headers=auth(admin_token),
                                  json={"data": {"tsig": bind.key_secret}})
     assert stored.status_code in (200, 201), stored.text
     created = client.simulate_post("/v1/pki/dns-providers", headers=auth(admin_token), json={
-        "name": "bind-dns01", "type": "rfc2136", "config": {
+        "name": name, "type": "rfc2136", "config": {
             "server": "127.0.0.1", "port": bind.port, "tsig_key_name": bind.key_name,
-            "tsig_secret": {"secret": "dns/bind-dns01#tsig"}, "timeout": 5,
+            "tsig_secret": {"secret": f"{secret_path}#tsig"}, "timeout": 5,
             # BIND listens on a test port, not on the port 53 its NS record implies: check it there.
             "propagation_nameservers": [f"127.0.0.1:{bind.port}"], "propagation_timeout": 20,
-            "propagation_interval": 0.5}})
+            "propagation_interval": 0.5, **config}})
     assert created.status_code == 201, created.text
     return created.json["id"]
+
+
+@pytest.fixture(scope="module")
+def provider_id(client, admin_token, bind):
+    return _bind_provider(client, admin_token, bind, "bind-dns01", "dns/bind-dns01")
 
 
 def _issue(client, admin_token, account_id, provider_id, domains):
@@ -118,16 +123,12 @@ def test_complete_answers_at_once_and_failures_clean_up(client, admin_token, ser
 def test_propagation_timeout_fails_the_order_and_removes_the_record(client, admin_token, services, dns_pebble, bind,
                                                                    provider_id):  # its secret
     # The record goes up at BIND, but the server to check is one that never answers: the deadline passes.
-    created = client.simulate_post("/v1/pki/dns-providers", headers=auth(admin_token), json={
-        "name": "bind-unpropagated", "type": "rfc2136", "config": {
-            "server": "127.0.0.1", "port": bind.port, "tsig_key_name": bind.key_name,
-            "tsig_secret": {"secret": "dns/bind-dns01#tsig"}, "timeout": 5,
-            "propagation_nameservers": [f"127.0.0.1:{free_port()}"], "propagation_timeout": 1,
-            "propagation_interval": 0.2}})
-    assert created.status_code == 201, created.text
+    unpropagated = _bind_provider(client, admin_token, bind, "bind-unpropagated", "dns/bind-dns01",
+                                  propagation_nameservers=[f"127.0.0.1:{free_port()}"], propagation_timeout=1,
+                                  propagation_interval=0.2)
     name = f"timeout.{UPDATABLE_ZONE}"
     account_id = _account(client, admin_token, dns_pebble, "dns01-timeout")
-    order = _issue(client, admin_token, account_id, created.json["id"], [name])
+    order = _issue(client, admin_token, account_id, unpropagated, [name])
 
     failed = _drive_until_done(client, admin_token, services, order["id"], timeout=30)
     assert failed["status"] == "invalid" and "not served by every authoritative server" in failed["error"], failed
@@ -187,19 +188,11 @@ def test_a_refused_cleanup_is_retried_later(client, admin_token, services, dns_p
     refusal is shown on the challenge, and the removal is tried again after a backoff, then succeeds."""
     from scaivault_pki.pki import acme_orders
 
+    provider = _bind_provider(client, admin_token, bind, "bind-cleanup", "dns/bind-cleanup")
     secret_url = "/v1/secrets/dns/bind-cleanup"
-    assert client.simulate_put(secret_url, headers=auth(admin_token),
-                               json={"data": {"tsig": bind.key_secret}}).status_code in (200, 201)
-    created = client.simulate_post("/v1/pki/dns-providers", headers=auth(admin_token), json={
-        "name": "bind-cleanup", "type": "rfc2136", "config": {
-            "server": "127.0.0.1", "port": bind.port, "tsig_key_name": bind.key_name,
-            "tsig_secret": {"secret": "dns/bind-cleanup#tsig"}, "timeout": 5,
-            "propagation_nameservers": [f"127.0.0.1:{bind.port}"], "propagation_timeout": 20,
-            "propagation_interval": 0.5}})
-    assert created.status_code == 201, created.text
     name = f"cleanup.{UPDATABLE_ZONE}"
     account_id = _account(client, admin_token, dns_pebble, "dns01-cleanup")
-    order = _issue(client, admin_token, account_id, created.json["id"], [name])
+    order = _issue(client, admin_token, account_id, provider, [name])
     challenge = order["challenges"][0]
     # Record up and answered at once; then the secret changes under the provider.
     assert client.simulate_post(f"/v1/pki/acme/challenges/{challenge['id']}/complete",
