@@ -356,6 +356,9 @@ class AcmeAccount(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     deactivated_at = peewee.DateTimeField(null=True)
+    # Key rollover in flight: the new key (sealed like key_ciphertext) until the CA is known to have it.
+    next_key_ciphertext = BytesField(null=True)
+    key_rolled_at = peewee.DateTimeField(null=True)
 
     class Meta:
         table_name = "acme_accounts"

@@ -32,6 +32,7 @@ def account_view(row: AcmeAccount) -> dict[str, Any]:
         "created_at": rfc3339(row.created_at),
         "updated_at": rfc3339(row.updated_at),
         "deactivated_at": rfc3339(row.deactivated_at) if row.deactivated_at else None,
+        "key_rolled_at": rfc3339(row.key_rolled_at) if row.key_rolled_at else None,
     }
 
 
@@ -67,6 +68,19 @@ class AccountItem:
         """Deactivate upstream; the record stays (orders refer to it), shown as deactivated."""
         row = acme_accounts.deactivate_account(self.services.envelope, req.context.principal.tenant_id, account_id)
         resp.media = account_view(row)
+
+
+class AccountKeyRollover:
+    """``POST /v1/pki/acme/accounts/{id}/key-rollover``: a fresh account key, at the CA and here (RFC 8555 7.3.5)."""
+
+    scopes = {"POST": ("pki:admin",)}
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, account_id: str) -> None:
+        resp.media = account_view(acme_accounts.rollover_key(self.services.envelope, req.context.principal.tenant_id,
+                                                             account_id))
 
 
 def challenge_view(row: AcmeChallenge) -> dict[str, Any]:
@@ -205,6 +219,7 @@ def routes(services: Services) -> list[tuple[str, object]]:
     return [
         ("/v1/pki/acme/accounts", AccountCollection(services)),
         ("/v1/pki/acme/accounts/{account_id}", AccountItem(services)),
+        ("/v1/pki/acme/accounts/{account_id}/key-rollover", AccountKeyRollover(services)),
         ("/v1/pki/acme/issue", Issue(services)),
         ("/v1/pki/acme/orders", OrderCollection()),
         ("/v1/pki/acme/orders/{order_id}", OrderItem()),

@@ -1,4 +1,4 @@
-"""ACME accounts: registration at a CA backend, listing, and deactivation (the record is kept, deactivated).
+"""ACME accounts: registration at a CA backend, listing, key rollover, and deactivation (the record is kept).
 
 The account key is generated here (EC P-256), sealed under the HSM-held key-encryption key bound to
 ``acme-account:{id}``, and never returned. An EAB HMAC key, literal or a secret reference, is used for the
@@ -87,7 +87,12 @@ def open_account_key(envelope: Any, account: AcmeAccount) -> Any:
 
 
 def connect_account(envelope: Any, account: AcmeAccount) -> acme_client.Connection:
-    """A client acting as ``account`` at its CA; 502 ``acme_upstream_error`` when the directory is unreachable."""
+    """A client acting as ``account`` at its CA; 502 ``acme_upstream_error`` when the directory is unreachable.
+
+    A key rollover left unfinished (a crash between the CA's change and ours) is settled first.
+    """
+    if account.next_key_ciphertext is not None:
+        account = _settle_rollover(envelope, account)
     try:
         return acme_client.connect(account.directory_url, open_account_key(envelope, account),
                                    account_url=account.account_url, ca_bundle_pem=account.ca_bundle_pem)
@@ -126,6 +131,57 @@ def create_account(plugins: PluginHost, envelope: Any, tenant_id: str, body: dic
         raise _name_taken(body["name"]) from None
     log.info("acme account registered", extra={"tenant_id": tenant_id, "account_id": row.id, "provider": row.provider})
     return row
+
+
+def rollover_key(envelope: Any, tenant_id: str, account_id: str) -> AcmeAccount:
+    """Replace the account's key with a fresh one at the CA and here (RFC 8555 7.3.5), e.g. on a schedule or after
+    a suspected exposure. The new key is sealed and stored as pending before the CA is asked, so a crash between
+    the CA's change and ours is settled on the next use (:func:`_settle_rollover`); a refusal drops it."""
+    account = get_account(tenant_id, account_id)
+    if account.status != "valid":
+        raise ApiError("invalid_state", "the ACME account is deactivated", {"status": account.status})
+    conn = connect_account(envelope, account)
+    new_key = acme_client.generate_account_key()
+    sealed = envelope.seal(acme_client.account_key_der(new_key), account_context(account.id))
+    with write_transaction():
+        claimed = AcmeAccount.update(next_key_ciphertext=sealed, updated_at=utcnow()).where(
+            (AcmeAccount.id == account.id) & AcmeAccount.next_key_ciphertext.is_null()).execute()
+    if claimed != 1:
+        raise ApiError("conflict", "a key rollover of this account is already in progress", {"account_id": account.id})
+    try:
+        acme_client.change_key(conn, new_key)
+    except acme_client.AcmeUpstreamError as exc:
+        with write_transaction():
+            AcmeAccount.update(next_key_ciphertext=None).where(AcmeAccount.id == account.id).execute()
+        raise ApiError("acme_upstream_error", str(exc)) from exc
+    _promote_next_key(account)
+    log.info("acme account key rolled over", extra={"tenant_id": tenant_id, "account_id": account.id})
+    return get_account(tenant_id, account_id)
+
+
+def _promote_next_key(account: AcmeAccount) -> None:
+    now = utcnow()
+    with write_transaction():
+        AcmeAccount.update(key_ciphertext=AcmeAccount.next_key_ciphertext, next_key_ciphertext=None, key_rolled_at=now,
+                           updated_at=now).where(
+            (AcmeAccount.id == account.id) & AcmeAccount.next_key_ciphertext.is_null(False)).execute()
+
+
+def _settle_rollover(envelope: Any, account: AcmeAccount) -> AcmeAccount:
+    """Finish or forget an interrupted rollover: ask the CA which account the pending key belongs to."""
+    pending = acme_client.load_account_key(envelope.open(account.next_key_ciphertext, account_context(account.id)))
+    try:
+        owner = acme_client.account_url_for_key(account.directory_url, pending, ca_bundle_pem=account.ca_bundle_pem)
+    except acme_client.AcmeUpstreamError as exc:
+        raise ApiError("acme_upstream_error", str(exc)) from exc
+    if owner == account.account_url:
+        _promote_next_key(account)
+        log.info("acme account key rollover completed after an interruption", extra={"account_id": account.id})
+    else:
+        with write_transaction():
+            AcmeAccount.update(next_key_ciphertext=None).where(AcmeAccount.id == account.id).execute()
+        log.info("acme account key rollover had not reached the CA: dropped", extra={"account_id": account.id})
+    return AcmeAccount.get_by_id(account.id)
 
 
 def deactivate_account(envelope: Any, tenant_id: str, account_id: str) -> AcmeAccount:

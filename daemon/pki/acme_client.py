@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import josepy as jose
 import requests
-from acme import challenges
+from acme import challenges, crypto_util, messages
 from acme import client as acme_client
 from acme import errors as acme_errors
-from acme import crypto_util, messages
+from acme import jws as acme_jws
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -150,6 +151,45 @@ def _without_eab(regr: messages.RegistrationResource) -> messages.RegistrationRe
     # acme 5.x sends the registration body back on update/deactivate; the CA echoes externalAccountBinding in it,
     # and sending that again is refused. The binding is only meaningful in newAccount, so drop it.
     return regr.update(body=regr.body.update(external_account_binding=None))
+
+
+def change_key(conn: Connection, new_key: ec.EllipticCurvePrivateKey) -> None:
+    """Roll the connection's account over to ``new_key`` (RFC 8555 7.3.5; ``acme`` has no helper for it).
+
+    The inner JWS, signed by the new key with its ``jwk`` and the keyChange URL (no nonce), carries the account
+    URL and the old key; the outer one is the usual request signed by the old key.
+    """
+    regr = conn.client.net.account
+    if regr is None:
+        raise ValueError("change_key needs a connection made with account_url")
+    try:
+        url = conn.client.directory["keyChange"]
+    except KeyError:
+        raise AcmeUpstreamError("the ACME CA offers no key rollover (no keyChange in its directory)") from None
+    payload = json.dumps({"account": regr.uri, "oldKey": conn.key.public_key().to_partial_json()}).encode()
+    # acme's JWS puts alg, jwk (no kid given) and url in the protected header; with no nonce, none is there.
+    inner = acme_jws.JWS.sign(payload, key=jose.JWKEC(key=new_key), alg=jose.ES256, nonce=None, url=url)
+    try:
+        conn.client.net.post(url, inner, new_nonce_url=conn.client.directory["newNonce"])
+    except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
+        raise AcmeUpstreamError(f"the ACME CA refused the key rollover: {describe(exc)}") from exc
+
+
+def account_url_for_key(directory_url: str, key: ec.EllipticCurvePrivateKey, *,
+                        ca_bundle_pem: str | None = None) -> str | None:
+    """The URL of the account ``key`` belongs to at the CA (newAccount with onlyReturnExisting), None if none."""
+    conn = connect(directory_url, key, ca_bundle_pem=ca_bundle_pem)
+    try:
+        regr = conn.client.new_account(messages.NewRegistration(only_return_existing=True))
+    except messages.Error as exc:
+        if exc.code == "accountDoesNotExist":
+            return None
+        raise AcmeUpstreamError(f"the ACME CA could not look the account up: {describe(exc)}") from exc
+    except acme_errors.ConflictError as exc:  # acme raises this with the existing account's URL
+        return str(exc.location)
+    except (acme_errors.Error, requests.RequestException) as exc:
+        raise AcmeUpstreamError(f"the ACME CA could not look the account up: {describe(exc)}") from exc
+    return regr.uri
 
 
 def deactivate(conn: Connection) -> None:

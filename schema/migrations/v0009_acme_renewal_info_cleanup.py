@@ -1,5 +1,5 @@
-"""ACME: RFC 9773 renewal information per order, retried dns-01 cleanups, and challenges looked up by domain
-(tls-alpn-01 handshakes name the domain, not a token)."""
+"""ACME: RFC 9773 renewal information per order, retried dns-01 cleanups, challenges looked up by domain
+(tls-alpn-01 handshakes name the domain, not a token), and account key rollover."""
 
 STATEMENTS = [
     # The ARI certificate identifier of the order's certificate, the CA's suggested renewal window (when it
@@ -16,4 +16,8 @@ STATEMENTS = [
     "ALTER TABLE acme_challenges ADD COLUMN cleanup_error TEXT",
     "CREATE INDEX acme_challenges_presented_at ON acme_challenges (presented_at)",
     "CREATE INDEX acme_challenges_domain ON acme_challenges (domain, type)",
+    # Key rollover (RFC 8555 7.3.5): the new key is sealed here before the CA is asked, so a crash between the
+    # CA's change and ours loses nothing; it becomes key_ciphertext once the CA is known to have it.
+    "ALTER TABLE acme_accounts ADD COLUMN next_key_ciphertext BYTEA",
+    "ALTER TABLE acme_accounts ADD COLUMN key_rolled_at TIMESTAMP",
 ]

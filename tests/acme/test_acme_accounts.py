@@ -1,4 +1,5 @@
-"""ACME accounts against a real Pebble: registration (with EAB where required), reading, deactivation."""
+"""ACME accounts against a real Pebble: registration (with EAB where required), reading, key rollover,
+deactivation."""
 
 from __future__ import annotations
 
@@ -64,3 +65,66 @@ def test_account_input_errors(client, admin_token, eab_pebble):
     assert post({"name": "x", "provider": "custom", "email": "not-an-email"}).status_code == 400
     assert client.simulate_get("/v1/pki/acme/accounts/nope", headers=auth(admin_token)).status_code == 404
     assert client.simulate_get("/v1/pki/acme/accounts").status_code == 401
+
+
+def test_key_rollover_replaces_the_key_at_the_ca_and_here(client, admin_token, services, pebble):
+    from scaivault_pki.pki import acme_accounts, acme_client
+    from scaivault_pki.schema.models import AcmeAccount
+
+    created = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=_account_body(pebble, "rolling"))
+    assert created.status_code == 201, created.text
+    account = created.json
+    assert account["key_rolled_at"] is None
+    old_key = acme_accounts.open_account_key(services.envelope, AcmeAccount.get_by_id(account["id"]))
+
+    rolled = client.simulate_post(f"/v1/pki/acme/accounts/{account['id']}/key-rollover", headers=auth(admin_token))
+    assert rolled.status_code == 200, rolled.text
+    assert rolled.json["key_rolled_at"] and rolled.json["account_url"] == account["account_url"]
+    new_key = acme_accounts.open_account_key(services.envelope, AcmeAccount.get_by_id(account["id"]))
+    assert acme_client.account_key_der(new_key) != acme_client.account_key_der(old_key)
+
+    # Pebble's view: the old key belongs to no account any more, the new one to this account.
+    def owner(key):
+        return acme_client.account_url_for_key(pebble.directory_url, key, ca_bundle_pem=pebble.ca_bundle.read_text())
+
+    assert owner(old_key) is None and owner(new_key) == account["account_url"]
+    # The account goes on working with the new key (deactivation is a signed request).
+    assert client.simulate_delete(f"/v1/pki/acme/accounts/{account['id']}", headers=auth(admin_token)).status_code == 200
+    deactivated = client.simulate_post(f"/v1/pki/acme/accounts/{account['id']}/key-rollover", headers=auth(admin_token))
+    assert deactivated.status_code == 409
+    assert client.simulate_post("/v1/pki/acme/accounts/nope/key-rollover", headers=auth(admin_token)).status_code == 404
+
+
+def test_an_interrupted_key_rollover_is_settled_on_next_use(client, admin_token, services, pebble):
+    """A crash after the CA changed the key but before the record did: the next use asks the CA and keeps the
+    key the CA has. A pending key the CA never saw is dropped."""
+    from scaivault_pki.pki import acme_accounts, acme_client
+    from scaivault_pki.schema.models import AcmeAccount
+
+    account_id = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token),
+                                      json=_account_body(pebble, "interrupted")).json["id"]
+    before = AcmeAccount.get_by_id(account_id)
+
+    def leave_pending(reach_the_ca: bool) -> bytes:
+        key = acme_client.generate_account_key()
+        sealed = services.envelope.seal(acme_client.account_key_der(key), acme_accounts.account_context(account_id))
+        AcmeAccount.update(next_key_ciphertext=sealed).where(AcmeAccount.id == account_id).execute()
+        if reach_the_ca:  # the CA's side of the rollover, signed with the key still on record
+            current = acme_client.connect(pebble.directory_url, acme_accounts.open_account_key(services.envelope, before),
+                                          account_url=before.account_url, ca_bundle_pem=pebble.ca_bundle.read_text())
+            acme_client.change_key(current, key)
+        return sealed
+
+    # Never reached the CA: dropped, the old key stays.
+    leave_pending(False)
+    conn = acme_accounts.connect_account(services.envelope, AcmeAccount.get_by_id(account_id))
+    row = AcmeAccount.get_by_id(account_id)
+    assert row.next_key_ciphertext is None and bytes(row.key_ciphertext) == bytes(before.key_ciphertext)
+    assert conn.client.net.account.uri == before.account_url
+
+    # Reached the CA: kept.
+    sealed = leave_pending(True)
+    acme_accounts.connect_account(services.envelope, AcmeAccount.get_by_id(account_id))
+    row = AcmeAccount.get_by_id(account_id)
+    assert row.next_key_ciphertext is None and bytes(row.key_ciphertext) == bytes(sealed) and row.key_rolled_at
+    assert client.simulate_delete(f"/v1/pki/acme/accounts/{account_id}", headers=auth(admin_token)).status_code == 200
