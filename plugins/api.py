@@ -192,7 +192,8 @@ class CertificateEvent:
     certificate_id: str
     #: Lower-case hex, no colons.
     serial: str
-    ca_id: str
+    #: The issuing CA of ours, or ``None`` for a certificate from a public CA through ACME.
+    ca_id: str | None
     #: The role it was issued under, or ``None`` (e.g. signed outside a role).
     role: str | None
     common_name: str | None
