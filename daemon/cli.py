@@ -1,4 +1,4 @@
-"""``scaivault-pki``: init, migrate, serve, and tenant/token administration."""
+"""``scaivault-pki``: init, migrate, serve, the ACME challenge listener, and tenant/token administration."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .config import Config, ConfigError, load_config
 from .hsm import KEK_LABEL, HsmError, ensure_softhsm_token
 from .plugins.manager import PluginError, load_plugins
 from .schema import migrations
-from .schema.db import open_database, write_transaction
+from .schema.db import database, open_database, write_transaction
 from .schema.models import ApiToken, Tenant, utcnow
 from .services import token_for
 
@@ -149,14 +149,30 @@ def cmd_token_list(args: argparse.Namespace, config: Config) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> None:
+    from .challenge_listener import ChallengeListenerError
     from .server import serve
 
     _open_db(config)  # fail early on an unmigrated database; the master closes it before forking workers
     load_plugins(config.disabled_plugins)  # and on a broken plugin, once, instead of in every worker's boot
-    from .schema.db import database
-
     database.close()
-    serve(config, workers=args.workers, listen=args.listen)
+    try:
+        serve(config, workers=args.workers, listen=args.listen, config_path=args.config)
+    except ChallengeListenerError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_challenge_listener(args: argparse.Namespace, config: Config) -> None:
+    """The ACME http-01 / tls-alpn-01 listeners in the foreground (``serve`` runs this as its child)."""
+    from .challenge_listener import ChallengeListenerError, run_challenge_listener
+
+    if not (config.acme_http01_listen or config.acme_tls_alpn01_listen):
+        raise CliError("nothing to listen on: set acme_http01_listen and/or acme_tls_alpn01_listen")
+    _open_db(config)  # fail early on an unmigrated database; each connection then opens its own
+    database.close()
+    try:
+        run_challenge_listener(config, exit_with_parent=args.exit_with_parent, ready_fd=args.ready_fd)
+    except ChallengeListenerError as exc:
+        raise CliError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="override the configured worker count")
     p.add_argument("--listen", help="override the configured HOST:PORT")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("challenge-listener",
+                       help="serve ACME http-01/tls-alpn-01 challenges on acme_http01_listen/acme_tls_alpn01_listen")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="also stop when the process that started this one exits (used by serve)")
+    p.add_argument("--ready-fd", type=int, metavar="FD",
+                   help="write 'ready' to this inherited file descriptor once listening (used by serve)")
+    p.set_defaults(func=cmd_challenge_listener)
 
     tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="tenant_command", required=True)
     p = tenant.add_parser("create")

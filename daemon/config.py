@@ -20,6 +20,8 @@ from .durations import parse_duration
 ENV_PREFIX = "SCAIVAULT_PKI_"
 # Settings that hold a duration ("24h", "7d", ...), checked at load time.
 DURATION_SETTINGS = ("crl_lifetime", "root_crl_lifetime", "crl_expired_grace")
+# Optional HOST:PORT settings; an empty value (e.g. from the environment) means unset.
+OPTIONAL_ADDRESS_SETTINGS = ("acme_http01_listen", "acme_tls_alpn01_listen")
 DEFAULT_SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
@@ -58,6 +60,11 @@ class Config:
     root_crl_lifetime: str = "7d"
     # How long a revoked certificate stays on CRLs after it expired (or was revoked, if later). Duration.
     crl_expired_grace: str = "7d"
+    # ACME challenge listeners (HOST:PORT), run by `serve` as a child process (or `challenge-listener`): a plain
+    # HTTP port serving only /.well-known/acme-challenge/ (e.g. 0.0.0.0:80), and the tls-alpn-01 responder (e.g.
+    # 0.0.0.0:443). None: not run (http-01 answers come from the API listener itself).
+    acme_http01_listen: str | None = None
+    acme_tls_alpn01_listen: str | None = None
 
     # Derived locations, all under data_dir unless configured.
     @property
@@ -92,6 +99,21 @@ class Config:
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Config)}
 
 
+def parse_host_port(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:443`` for IPv6 literals) into the host and the port; ``ValueError`` if not one.
+
+    The host is what ``socket.bind`` takes: an address, a name, or empty for every interface.
+    """
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address needs brackets ([::]:443), got {value!r}")
+    return host, int(port_text)
+
+
 def _coerce(name: str, value: Any) -> Any:
     kind = _FIELD_TYPES[name]
     try:
@@ -99,6 +121,8 @@ def _coerce(name: str, value: Any) -> Any:
             return Path(value).expanduser().resolve()
         if name == "pin_file":
             return Path(value).expanduser().resolve() if value else None
+        if name in OPTIONAL_ADDRESS_SETTINGS and value == "":
+            return None
         if kind == "int":
             if isinstance(value, bool):
                 raise ValueError
@@ -152,4 +176,26 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             parse_duration(getattr(config, name))
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
+    _check_challenge_listeners(config)
     return config
+
+
+def _check_challenge_listeners(config: Config) -> None:
+    """Each challenge listener is a valid HOST:PORT, and no two listeners share an address."""
+    addresses: dict[tuple[str, int], str] = {}
+    if not config.listen.startswith("unix:"):
+        try:
+            addresses[parse_host_port(config.listen)] = "listen"
+        except ValueError:
+            pass  # the API listener is gunicorn's to parse (it also takes forms we do not)
+    for name in OPTIONAL_ADDRESS_SETTINGS:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        try:
+            address = parse_host_port(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        if address in addresses:
+            raise ConfigError(f"{name} and {addresses[address]} are the same address {value!r}")
+        addresses[address] = name

@@ -2,15 +2,20 @@
 
 The master never touches the HSM: a PKCS#11 library initialised before fork() is unusable in the child. Each
 worker builds its own services after fork and opens the token there, once, so no request pays for a login.
+
+With ``acme_http01_listen`` or ``acme_tls_alpn01_listen`` set, the master first starts the ACME challenge
+listener as a child process (``challenge_listener``) and stops it when it exits itself.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 from gunicorn.app.base import BaseApplication
 
 from .app import create_app
+from .challenge_listener import spawn_challenge_listener, stop_challenge_listener
 from .config import Config, load_config
 from .hsm import HsmError
 from .jobs import start_background_jobs, stop_background_jobs
@@ -72,9 +77,24 @@ def gunicorn_options(config: Config, workers: int | None = None, listen: str | N
     }
 
 
-def serve(config: Config, workers: int | None = None, listen: str | None = None) -> None:
+def serve(config: Config, workers: int | None = None, listen: str | None = None, config_path: str | None = None) -> None:
+    """Run gunicorn until it is stopped, with the ACME challenge listener beside it when one is configured.
+
+    ``config_path`` is the ``--config`` this process was given: the listener reads the same configuration.
+    Raises ``ChallengeListenerError`` when the listener cannot start (then nothing else is started).
+    """
     configure_logging(config.log_level)
-    _Gunicorn(config, gunicorn_options(config, workers, listen)).run()
+    listener = None
+    if config.acme_http01_listen or config.acme_tls_alpn01_listen:
+        # Before gunicorn forks anything, and as a fresh interpreter: the listener shares nothing with workers.
+        listener = spawn_challenge_listener(config_path)
+    master = os.getpid()
+    try:
+        _Gunicorn(config, gunicorn_options(config, workers, listen)).run()
+    finally:
+        # gunicorn ends workers with SystemExit, which unwinds through here in them too: only the master owns it.
+        if listener is not None and os.getpid() == master:
+            stop_challenge_listener(listener)
 
 
 def wsgi_from_environment():

@@ -66,3 +66,38 @@ def test_systemd_credential_wins_for_the_pin(tmp_path, monkeypatch):
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     config = load_config(environ={"SCAIVAULT_PKI_DATA_DIR": str(tmp_path)})
     assert config.resolved_pin_file == creds / "hsm-pin"
+
+
+def test_challenge_listeners_are_off_unless_set(tmp_path):
+    config = load_config(environ={"SCAIVAULT_PKI_DATA_DIR": str(tmp_path)})
+    assert config.acme_http01_listen is None and config.acme_tls_alpn01_listen is None
+
+
+def test_challenge_listeners_from_file_and_environment(tmp_path):
+    (tmp_path / "config.toml").write_text('acme_http01_listen = "0.0.0.0:80"\nacme_tls_alpn01_listen = "[::]:443"\n')
+    config = load_config(environ={"SCAIVAULT_PKI_DATA_DIR": str(tmp_path)})
+    assert config.acme_http01_listen == "0.0.0.0:80" and config.acme_tls_alpn01_listen == "[::]:443"
+    # The environment wins; empty switches a listener off.
+    config = load_config(environ={"SCAIVAULT_PKI_DATA_DIR": str(tmp_path), "SCAIVAULT_PKI_ACME_HTTP01_LISTEN": "",
+                                  "SCAIVAULT_PKI_ACME_TLS_ALPN01_LISTEN": "127.0.0.1:8443"})
+    assert config.acme_http01_listen is None and config.acme_tls_alpn01_listen == "127.0.0.1:8443"
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("acme_http01_listen = 80\n", "acme_http01_listen"),
+        ("acme_http01_listen = '80'\n", "acme_http01_listen: must be HOST:PORT"),
+        ("acme_tls_alpn01_listen = '0.0.0.0:0'\n", "acme_tls_alpn01_listen: must be HOST:PORT"),
+        ("acme_tls_alpn01_listen = '0.0.0.0:65536'\n", "acme_tls_alpn01_listen: must be HOST:PORT"),
+        ("acme_tls_alpn01_listen = '0.0.0.0:https'\n", "acme_tls_alpn01_listen: must be HOST:PORT"),
+        ("acme_tls_alpn01_listen = '::1:443'\n", "needs brackets"),
+        ("acme_http01_listen = '127.0.0.1:8200'\n", "acme_http01_listen and listen are the same address"),
+        ("acme_http01_listen = '0.0.0.0:80'\nacme_tls_alpn01_listen = '0.0.0.0:80'\n",
+         "acme_tls_alpn01_listen and acme_http01_listen are the same address"),
+    ],
+)
+def test_bad_challenge_listener_is_refused(tmp_path, content, message):
+    (tmp_path / "config.toml").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ={"SCAIVAULT_PKI_DATA_DIR": str(tmp_path)})
