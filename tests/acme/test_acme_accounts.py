@@ -5,23 +5,21 @@ from __future__ import annotations
 
 from tests.acme.conftest import EAB_KEYS
 from tests.conftest import auth
+from tests.support.acme import account_body
 
 
-def _account_body(pebble, name, **extra):
-    return {"name": name, "provider": "custom", "email": f"{name}@example.com", "directory_url": pebble.directory_url,
-            "ca_bundle": pebble.ca_bundle.read_text(), **extra}
 
 
 def test_eab_account_registers_and_deactivates(client, admin_token, eab_pebble):
     # Without EAB the CA refuses: the daemon says so before asking it.
-    refused = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=_account_body(eab_pebble, "no-eab"))
+    refused = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=account_body(eab_pebble, "no-eab"))
     assert refused.status_code == 422 and refused.json["error"]["details"]["rule"] == "eab_required"
 
     # The HMAC key from the secret store, by reference.
     put = client.simulate_put("/v1/secrets/acme/pebble", headers=auth(admin_token),
                               json={"data": {"hmac": EAB_KEYS["kid-1"]}})
     assert put.status_code in (200, 201), put.text
-    created = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=_account_body(
+    created = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=account_body(
         eab_pebble, "eab", eab_kid="kid-1", eab_hmac_key={"secret": "acme/pebble#hmac"}))
     assert created.status_code == 201, created.text
     account = created.json
@@ -41,7 +39,7 @@ def test_eab_account_registers_and_deactivates(client, admin_token, eab_pebble):
 
 
 def test_wrong_eab_key_is_an_upstream_refusal(client, admin_token, eab_pebble):
-    wrong = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=_account_body(
+    wrong = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=account_body(
         eab_pebble, "wrong-eab", eab_kid="kid-1", eab_hmac_key="c2VjcmV0LWJ1dC13cm9uZw"))
     assert wrong.status_code == 502, wrong.text
     assert wrong.json["error"]["code"] == "acme_upstream_error"
@@ -58,9 +56,9 @@ def test_account_input_errors(client, admin_token, eab_pebble):
     assert bundle_for_le.status_code == 400 and bundle_for_le.json["error"]["details"]["field"] == "ca_bundle"
     zerossl_without_eab = post({"name": "x", "provider": "zerossl", "email": "a@example.com"})
     assert zerossl_without_eab.status_code == 400 and zerossl_without_eab.json["error"]["details"]["field"] in ("eab_kid", "eab_hmac_key")
-    half_eab = post(_account_body(eab_pebble, "x", eab_kid="kid-1"))
+    half_eab = post(account_body(eab_pebble, "x", eab_kid="kid-1"))
     assert half_eab.status_code == 400 and half_eab.json["error"]["details"]["field"] == "eab_hmac_key"
-    missing_secret = post(_account_body(eab_pebble, "x", eab_kid="kid-1", eab_hmac_key={"secret": "nope/x#y"}))
+    missing_secret = post(account_body(eab_pebble, "x", eab_kid="kid-1", eab_hmac_key={"secret": "nope/x#y"}))
     assert missing_secret.status_code == 422 and missing_secret.json["error"]["details"]["rule"] == "secret_not_found"
     assert post({"name": "x", "provider": "custom", "email": "not-an-email"}).status_code == 400
     assert client.simulate_get("/v1/pki/acme/accounts/nope", headers=auth(admin_token)).status_code == 404
@@ -71,7 +69,7 @@ def test_key_rollover_replaces_the_key_at_the_ca_and_here(client, admin_token, s
     from scaivault_pki.pki import acme_accounts, acme_client
     from scaivault_pki.schema.models import AcmeAccount
 
-    created = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=_account_body(pebble, "rolling"))
+    created = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json=account_body(pebble, "rolling"))
     assert created.status_code == 201, created.text
     account = created.json
     assert account["key_rolled_at"] is None
@@ -102,7 +100,7 @@ def test_an_interrupted_key_rollover_is_settled_on_next_use(client, admin_token,
     from scaivault_pki.schema.models import AcmeAccount
 
     account_id = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token),
-                                      json=_account_body(pebble, "interrupted")).json["id"]
+                                      json=account_body(pebble, "interrupted")).json["id"]
     before = AcmeAccount.get_by_id(account_id)
 
     def leave_pending(reach_the_ca: bool) -> bytes:

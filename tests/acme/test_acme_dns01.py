@@ -9,16 +9,14 @@ import re
 
 import pytest
 
-from tests.acme.test_acme_orders import _account, _drive_until_done
 from tests.conftest import auth
+from tests.support.acme import create_account, drive_until_done, parse_time
 from tests.support.bind import UPDATABLE_ZONE, have_named, start_bind
 from tests.support.daemon import free_port
 from tests.support.lint import openssl_verify
 from tests.support.pebble import start_pebble
 
 
-def _parse(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +70,7 @@ def test_dns01_through_rfc2136_issues_a_certificate_and_removes_the_records(
         client, admin_token, services, dns_pebble, bind, provider_id):
     base = f"dns01.{UPDATABLE_ZONE}"
     domains = [base, f"*.{base}"]  # two values at one TXT name: the wildcard's authorization is for the base name
-    account_id = _account(client, admin_token, dns_pebble, "dns01")
+    account_id = create_account(client, admin_token, dns_pebble, "dns01")
     order = _issue(client, admin_token, account_id, provider_id, domains)
     assert order["challenge_type"] == "dns-01" and order["dns_provider_id"] == provider_id
     assert len(order["challenges"]) == 2
@@ -82,7 +80,7 @@ def test_dns01_through_rfc2136_issues_a_certificate_and_removes_the_records(
         assert re.fullmatch(r"[A-Za-z0-9_-]{43}", challenge["dns01_txt_value"])  # SHA-256, base64url, unpadded
     assert order["challenges"][0]["dns01_txt_value"] != order["challenges"][1]["dns01_txt_value"]
 
-    done = _drive_until_done(client, admin_token, services, order["id"], timeout=45)
+    done = drive_until_done(client, admin_token, services, order["id"], timeout=45)
     assert done["status"] == "valid", done
     assert all(c["status"] == "valid" and c["dns01_presented_at"] is None for c in done["challenges"])
     # Cleaned up: BIND itself no longer serves either value.
@@ -98,7 +96,7 @@ def test_dns01_through_rfc2136_issues_a_certificate_and_removes_the_records(
 
 def test_complete_answers_at_once_and_failures_clean_up(client, admin_token, services, dns_pebble, bind, provider_id):
     name = f"complete.{UPDATABLE_ZONE}"
-    account_id = _account(client, admin_token, dns_pebble, "dns01-complete")
+    account_id = create_account(client, admin_token, dns_pebble, "dns01-complete")
     order = _issue(client, admin_token, account_id, provider_id, [name])
     challenge = order["challenges"][0]
 
@@ -111,7 +109,7 @@ def test_complete_answers_at_once_and_failures_clean_up(client, admin_token, ser
     again = client.simulate_post(f"/v1/pki/acme/challenges/{challenge['id']}/complete", headers=auth(admin_token))
     assert again.status_code == 200 and again.json["challenges"][0]["answered_at"] == answered["answered_at"]
 
-    done = _drive_until_done(client, admin_token, services, order["id"], timeout=45)
+    done = drive_until_done(client, admin_token, services, order["id"], timeout=45)
     assert done["status"] == "valid", done
     assert bind.txt(f"_acme-challenge.{name}") == set()
     ended = client.simulate_post(f"/v1/pki/acme/challenges/{challenge['id']}/complete", headers=auth(admin_token))
@@ -127,10 +125,10 @@ def test_propagation_timeout_fails_the_order_and_removes_the_record(client, admi
                                   propagation_nameservers=[f"127.0.0.1:{free_port()}"], propagation_timeout=1,
                                   propagation_interval=0.2)
     name = f"timeout.{UPDATABLE_ZONE}"
-    account_id = _account(client, admin_token, dns_pebble, "dns01-timeout")
+    account_id = create_account(client, admin_token, dns_pebble, "dns01-timeout")
     order = _issue(client, admin_token, account_id, unpropagated, [name])
 
-    failed = _drive_until_done(client, admin_token, services, order["id"], timeout=30)
+    failed = drive_until_done(client, admin_token, services, order["id"], timeout=30)
     assert failed["status"] == "invalid" and "not served by every authoritative server" in failed["error"], failed
     assert failed["challenges"][0]["answered_at"] is None and failed["challenges"][0]["dns01_presented_at"] is None
     assert bind.txt(f"_acme-challenge.{name}") == set()
@@ -139,7 +137,7 @@ def test_propagation_timeout_fails_the_order_and_removes_the_record(client, admi
 def test_manual_dns01_waits_for_the_operator(client, admin_token, services, pebble, challtestsrv):
     """No DNS provider: the operator publishes the TXT value (here in the DNS server Pebble asks) and completes."""
     name = "manual.acme-test.example"
-    account_id = _account(client, admin_token, pebble, "dns01-manual")
+    account_id = create_account(client, admin_token, pebble, "dns01-manual")
 
     def issue(**body):
         return client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={
@@ -166,7 +164,7 @@ def test_manual_dns01_waits_for_the_operator(client, admin_token, services, pebb
     run_jobs_once(services)
     waiting = client.simulate_get(f"/v1/pki/acme/orders/{order['id']}", headers=auth(admin_token)).json
     assert waiting["status"] == "pending" and waiting["challenges"][0]["answered_at"] is None
-    assert _parse(waiting["next_attempt_at"]) >= dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=4)
+    assert parse_time(waiting["next_attempt_at"]) >= dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=4)
 
     challtestsrv.set_txt(challenge["dns01_txt_name"], challenge["dns01_txt_value"])
     completed = client.simulate_post(f"/v1/pki/acme/challenges/{challenge['id']}/complete", headers=auth(admin_token))
@@ -174,7 +172,7 @@ def test_manual_dns01_waits_for_the_operator(client, admin_token, services, pebb
     assert completed.json["challenges"][0]["answered_at"] is not None
     assert completed.json["challenges"][0]["dns01_presented_at"] is None  # published by the operator, not by us
 
-    done = _drive_until_done(client, admin_token, services, order["id"], timeout=45)
+    done = drive_until_done(client, admin_token, services, order["id"], timeout=45)
     assert done["status"] == "valid", done
     leaf_pem = client.simulate_get(f"/v1/pki/certificates/{done['certificate_id']}/pem", headers=auth(admin_token)).text
     ok, output = openssl_verify([pebble.root_pem().encode()], [done["chain_pem"].encode()], leaf_pem.encode(),
@@ -191,7 +189,7 @@ def test_a_refused_cleanup_is_retried_later(client, admin_token, services, dns_p
     provider = _bind_provider(client, admin_token, bind, "bind-cleanup", "dns/bind-cleanup")
     secret_url = "/v1/secrets/dns/bind-cleanup"
     name = f"cleanup.{UPDATABLE_ZONE}"
-    account_id = _account(client, admin_token, dns_pebble, "dns01-cleanup")
+    account_id = create_account(client, admin_token, dns_pebble, "dns01-cleanup")
     order = _issue(client, admin_token, account_id, provider, [name])
     challenge = order["challenges"][0]
     # Record up and answered at once; then the secret changes under the provider.
@@ -200,12 +198,12 @@ def test_a_refused_cleanup_is_retried_later(client, admin_token, services, dns_p
     wrong = base64.b64encode(b"not the key BIND knows, 32 bytes").decode()
     assert client.simulate_put(secret_url, headers=auth(admin_token), json={"data": {"tsig": wrong}}).status_code == 200
 
-    done = _drive_until_done(client, admin_token, services, order["id"], timeout=45)
+    done = drive_until_done(client, admin_token, services, order["id"], timeout=45)
     assert done["status"] == "valid", done
     stuck = done["challenges"][0]
     assert stuck["dns01_presented_at"] is not None and stuck["dns01_cleanup_error"], stuck
     assert wrong not in stuck["dns01_cleanup_error"]
-    retry_at = _parse(stuck["dns01_cleanup_retry_at"])
+    retry_at = parse_time(stuck["dns01_cleanup_retry_at"])
     assert retry_at >= dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=50)  # a minute, not a tight loop
     assert challenge["dns01_txt_value"] in bind.txt(f"_acme-challenge.{name}")
     # Not due yet: nothing is tried.

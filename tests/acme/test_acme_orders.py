@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
 import requests
 
 from tests.conftest import auth
+from tests.support.acme import create_account, drive_until_done
 from tests.support.lint import openssl_verify
 
 
-def _account(client, admin_token, pebble, name):
-    created = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token), json={
-        "name": name, "provider": "custom", "email": f"{name}@example.com", "directory_url": pebble.directory_url,
-        "ca_bundle": pebble.ca_bundle.read_text()})
-    assert created.status_code == 201, created.text
-    return created.json["id"]
 
 
-def _drive_until_done(client, admin_token, services, order_id, timeout=60):
-    from scaivault_pki.jobs import run_jobs_once
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run_jobs_once(services)
-        order = client.simulate_get(f"/v1/pki/acme/orders/{order_id}", headers=auth(admin_token)).json
-        if order["status"] in ("valid", "invalid"):
-            return order
-        time.sleep(0.3)
-    raise AssertionError(f"order not finished in {timeout} s: {order}")
 
 
 def test_http01_issues_a_certificate_chaining_to_pebbles_root(client, admin_token, services, pebble, challtestsrv,
@@ -37,7 +20,7 @@ def test_http01_issues_a_certificate_chaining_to_pebbles_root(client, admin_toke
     domains = ["www.acme-test.example", "api.acme-test.example"]
     for name in domains:
         challtestsrv.add_a(name)
-    account_id = _account(client, admin_token, pebble, "http01")
+    account_id = create_account(client, admin_token, pebble, "http01")
 
     placed = client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token),
                                   json={"account_id": account_id, "domains": domains, "challenge_type": "http-01"})
@@ -55,7 +38,7 @@ def test_http01_issues_a_certificate_chaining_to_pebbles_root(client, admin_toke
     assert first.text.startswith(challenge["token"] + ".")
     assert requests.get(f"http://127.0.0.1:{app_listener}/.well-known/acme-challenge/unknown", timeout=5).status_code == 404
 
-    done = _drive_until_done(client, admin_token, services, order["id"])
+    done = drive_until_done(client, admin_token, services, order["id"])
     assert done["status"] == "valid", done
     assert all(c["status"] == "valid" for c in done["challenges"])
     # Cleaned up: the token is no longer served.
@@ -89,7 +72,7 @@ def test_http01_issues_a_certificate_chaining_to_pebbles_root(client, admin_toke
 
 
 def test_issue_input_errors(client, admin_token, pebble):
-    account_id = _account(client, admin_token, pebble, "errors")
+    account_id = create_account(client, admin_token, pebble, "errors")
 
     def issue(**body):
         return client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={"account_id": account_id, **body})
@@ -115,14 +98,14 @@ def test_issue_input_errors(client, admin_token, pebble):
 def test_refresh_steps_an_order_and_a_fresh_runner_finishes_it(client, admin_token, services, pebble, challtestsrv):
     """All of an order's state is in the database: any runner (here a new one after each step) carries it on."""
     challtestsrv.add_a("resume.acme-test.example")
-    account_id = _account(client, admin_token, pebble, "resume")
+    account_id = create_account(client, admin_token, pebble, "resume")
     order = client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={
         "account_id": account_id, "domains": ["resume.acme-test.example"], "key_type": "rsa", "auto_renew": False}).json
     refreshed = client.simulate_post(f"/v1/pki/acme/orders/{order['id']}/refresh", headers=auth(admin_token))
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json["challenges"][0]["answered_at"] is not None and refreshed.json["attempts"] >= 1
 
-    done = _drive_until_done(client, admin_token, services, order["id"])
+    done = drive_until_done(client, admin_token, services, order["id"])
     assert done["status"] == "valid" and done["auto_renew"] is False and done["key_type"] == "rsa"
     cert = client.simulate_get(f"/v1/pki/certificates/{done['certificate_id']}", headers=auth(admin_token)).json
     assert cert["key_type"] == "rsa" and cert["key_size"] == 2048
@@ -135,13 +118,13 @@ def test_failed_validation_fails_the_order_visibly_and_cleans_up(client, admin_t
                                                                  app_listener):
     # The name resolves where nobody answers, so Pebble's validation fails.
     challtestsrv.add_a("nobody.acme-test.example", "127.0.0.2")
-    account_id = _account(client, admin_token, pebble, "fails")
+    account_id = create_account(client, admin_token, pebble, "fails")
     order = client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={
         "account_id": account_id, "domains": ["nobody.acme-test.example"]}).json
     path = order["challenges"][0]["http01_path"]
     assert requests.get(f"http://127.0.0.1:{app_listener}{path}", timeout=5).status_code == 200
 
-    done = _drive_until_done(client, admin_token, services, order["id"])
+    done = drive_until_done(client, admin_token, services, order["id"])
     assert done["status"] == "invalid" and done["certificate_id"] is None
     assert "nobody.acme-test.example" in done["error"] and "connection" in done["error"].lower(), done["error"]
     assert done["next_attempt_at"] is None, done["error"]
@@ -154,10 +137,10 @@ def test_revoke_with_use_acme_revokes_at_the_ca_and_here(client, admin_token, se
     from tests.support.pebble import pebble_cert_status
 
     challtestsrv.add_a("revoke.acme-test.example")
-    account_id = _account(client, admin_token, pebble, "revoker")
+    account_id = create_account(client, admin_token, pebble, "revoker")
     order = client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={
         "account_id": account_id, "domains": ["revoke.acme-test.example"]}).json
-    done = _drive_until_done(client, admin_token, services, order["id"])
+    done = drive_until_done(client, admin_token, services, order["id"])
     cert = client.simulate_get(f"/v1/pki/certificates/{done['certificate_id']}", headers=auth(admin_token)).json
     assert pebble_cert_status(pebble, cert["serial_number"])["Status"] == "Valid"
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.acme.test_acme_orders import _account, _drive_until_done
 from tests.conftest import auth
+from tests.support.acme import create_account, drive_until_done, parse_time
 from tests.support.daemon import free_port
 from tests.support.lint import openssl_verify
 from tests.support.pebble import start_pebble
@@ -24,8 +24,6 @@ def short_pebble(tmp_path_factory, challtestsrv, app_listener):
     server.stop()
 
 
-def _parse(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _orders(client, admin_token, account_id):
@@ -38,17 +36,17 @@ def test_certificates_are_renewed_when_a_third_of_their_lifetime_is_left(client,
 
     challtestsrv.add_a("renew.acme-test.example")
     challtestsrv.add_a("renew-fails.acme-test.example")
-    account_id = _account(client, admin_token, short_pebble, "renewer")
+    account_id = create_account(client, admin_token, short_pebble, "renewer")
     placed = [client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token), json={
         "account_id": account_id, "domains": [name]}).json for name in ("renew.acme-test.example", "renew-fails.acme-test.example")]
-    good, bad = (_drive_until_done(client, admin_token, services, o["id"]) for o in placed)
+    good, bad = (drive_until_done(client, admin_token, services, o["id"]) for o in placed)
     assert good["status"] == bad["status"] == "valid"
     # From now on the second name points where nobody answers: its renewal cannot validate.
     challtestsrv.add_a("renew-fails.acme-test.example", "127.0.0.2")
 
     old_cert = client.simulate_get(f"/v1/pki/certificates/{good['certificate_id']}", headers=auth(admin_token)).json
-    not_before, not_after = _parse(old_cert["not_before"]), _parse(old_cert["not_after"])
-    renew_after, lifetime = _parse(good["renew_after"]), not_after - not_before
+    not_before, not_after = parse_time(old_cert["not_before"]), parse_time(old_cert["not_after"])
+    renew_after, lifetime = parse_time(good["renew_after"]), not_after - not_before
     # Two thirds in, minus at most 1/30 of the lifetime of jitter.
     assert not_before + lifetime * 2 / 3 - lifetime / 30 - dt.timedelta(seconds=1) <= renew_after <= not_before + lifetime * 2 / 3
 
@@ -72,7 +70,7 @@ def test_certificates_are_renewed_when_a_third_of_their_lifetime_is_left(client,
     new_cert = client.simulate_get(f"/v1/pki/certificates/{renewal['certificate_id']}", headers=auth(admin_token)).json
     assert new_cert["renewed_from"] == old_cert["id"] and new_cert["source"] == "acme"
     assert new_cert["serial_number"] != old_cert["serial_number"] and new_cert["sans"] == old_cert["sans"]
-    assert _parse(new_cert["not_after"]) > not_after
+    assert parse_time(new_cert["not_after"]) > not_after
     leaf = client.simulate_get(f"/v1/pki/certificates/{renewal['certificate_id']}/pem", headers=auth(admin_token)).text
     ok, output = openssl_verify([short_pebble.root_pem().encode()], [renewal["chain_pem"].encode()], leaf.encode(),
                                 purpose="sslserver")
@@ -85,7 +83,7 @@ def test_certificates_are_renewed_when_a_third_of_their_lifetime_is_left(client,
     failed = orders[bad["id"]]
     assert renewals[bad["id"]]["status"] == "invalid"
     assert "renew-fails.acme-test.example" in failed["renewal_error"] and "connection" in failed["renewal_error"].lower()
-    assert _parse(failed["renew_after"]) >= dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=4)
+    assert parse_time(failed["renew_after"]) >= dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=4)
 
     # A deactivated account's certificates are not renewed (this module's Pebble goes away after it).
     assert client.simulate_delete(f"/v1/pki/acme/accounts/{account_id}", headers=auth(admin_token)).status_code == 200

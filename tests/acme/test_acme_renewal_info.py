@@ -9,9 +9,9 @@ import datetime as dt
 
 import pytest
 
-from tests.acme.test_acme_orders import _account, _drive_until_done
 from tests.conftest import auth
 from tests.plugins.test_manager import Recorder
+from tests.support.acme import create_account, drive_until_done, parse_time
 from tests.support.ari_proxy import ari_cert_id, start_ari_proxy
 from tests.support.lint import openssl_verify
 
@@ -38,8 +38,6 @@ def _lifecycle(recorder):
     return [call for call in recorder.calls if call[0] in ("issued", "renewed")]
 
 
-def _parse(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _now() -> dt.datetime:
@@ -55,11 +53,11 @@ def test_renewal_follows_the_cas_window_and_sends_replaces(client, admin_token, 
     # Pebble's certificates live for years: only the window can make this renewal happen during the test.
     far_start, far_end = _now() + dt.timedelta(days=1), _now() + dt.timedelta(days=2)
     ari.set_window(far_start, far_end, retry_after=120)
-    account_id = _account(client, admin_token, ari, "ari")
+    account_id = create_account(client, admin_token, ari, "ari")
     placed = client.simulate_post("/v1/pki/acme/issue", headers=auth(admin_token),
                                   json={"account_id": account_id, "domains": [name]})
     assert placed.status_code == 202, placed.text
-    first = _drive_until_done(client, admin_token, services, placed.json["id"])
+    first = drive_until_done(client, admin_token, services, placed.json["id"])
     assert first["status"] == "valid", first
     assert first["replaces"] is None and ari.new_order_payloads[-1].get("replaces") is None
 
@@ -67,8 +65,8 @@ def test_renewal_follows_the_cas_window_and_sends_replaces(client, admin_token, 
     old_pem = client.simulate_get(f"/v1/pki/certificates/{first['certificate_id']}/pem", headers=auth(admin_token)).text
     cert_id = ari_cert_id(old_pem)
     assert cert_id in ari.renewal_info_requests
-    assert _parse(first["renewal_window"]["start"]) == far_start and _parse(first["renewal_window"]["end"]) == far_end
-    assert far_start <= _parse(first["renew_after"]) <= far_end
+    assert parse_time(first["renewal_window"]["start"]) == far_start and parse_time(first["renewal_window"]["end"]) == far_end
+    assert far_start <= parse_time(first["renew_after"]) <= far_end
     assert [(kind, event.certificate_id) for kind, event, _ in _lifecycle(recorder)] == [("issued", first["certificate_id"])]
     assert _lifecycle(recorder)[0][1].dns_names == (name,)
 
@@ -88,7 +86,7 @@ def test_renewal_follows_the_cas_window_and_sends_replaces(client, admin_token, 
     renewal = next(o for o in orders if o["renewal_of"] == first["id"])
     assert renewal["replaces"] == cert_id
 
-    renewed = _drive_until_done(client, admin_token, services, renewal["id"])
+    renewed = drive_until_done(client, admin_token, services, renewal["id"])
     assert renewed["status"] == "valid", renewed
     new_cert = client.simulate_get(f"/v1/pki/certificates/{renewed['certificate_id']}", headers=auth(admin_token)).json
     assert new_cert["renewed_from"] == first["certificate_id"] and new_cert["source"] == "acme"
@@ -96,7 +94,7 @@ def test_renewal_follows_the_cas_window_and_sends_replaces(client, admin_token, 
     ok, output = openssl_verify([pebble.root_pem().encode()], [renewed["chain_pem"].encode()], leaf.encode(),
                                 purpose="sslserver")
     assert ok, output
-    assert far_start <= _parse(renewed["renew_after"]) <= far_end
+    assert far_start <= parse_time(renewed["renew_after"]) <= far_end
     old_order = client.simulate_get(f"/v1/pki/acme/orders/{first['id']}", headers=auth(admin_token)).json
     assert old_order["renew_after"] is None  # replaced: not renewed again
     kind, event, previous = _lifecycle(recorder)[-1]

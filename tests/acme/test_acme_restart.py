@@ -6,23 +6,18 @@ import contextlib
 import datetime as dt
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import requests
 
 from tests.conftest import auth
+from tests.support.acme import sqlite_rows
 from tests.support.daemon import free_port, init_data_dir, start_daemon
 from tests.support.lint import openssl_verify
 from tests.support.pebble import start_pebble
 
 
-def _sql(data_dir: Path, statement: str, *params: object) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(data_dir / "scaivault-pki.db", timeout=15)) as db:
-        rows = db.execute(statement, params).fetchall()
-        db.commit()
-        return rows
 
 
 def _kill_hard(pid: int) -> None:
@@ -45,7 +40,7 @@ def test_killed_daemon_resumes_the_order_after_restart(tmp_path_factory, challte
     # Someone else (this test) holds the order driver's lease, so the first daemon never steps the order itself:
     # the order is exactly as far as the API calls below took it when the daemon dies.
     until = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).replace(tzinfo=None, microsecond=0)
-    _sql(data_dir, "INSERT INTO job_leases (name, holder, expires_at) VALUES (?, ?, ?)", "acme.orders", "test", str(until))
+    sqlite_rows(data_dir, "INSERT INTO job_leases (name, holder, expires_at) VALUES (?, ?, ?)", "acme.orders", "test", str(until))
     daemon = start_daemon(data_dir, workers=1, port=port)
     try:
         api = f"http://127.0.0.1:{port}"
@@ -70,9 +65,9 @@ def test_killed_daemon_resumes_the_order_after_restart(tmp_path_factory, challte
 
         _kill_hard(daemon.process.pid)
         daemon.process.wait()
-        assert _sql(data_dir, "SELECT status, certificate_id FROM acme_orders WHERE id = ?", order_id) == [("processing", None)]
+        assert sqlite_rows(data_dir, "SELECT status, certificate_id FROM acme_orders WHERE id = ?", order_id) == [("processing", None)]
         # The lease runs out (as a dead holder's does); the restarted daemon's job takes it and carries on.
-        _sql(data_dir, "UPDATE job_leases SET expires_at = '1970-01-01 00:00:00' WHERE name = 'acme.orders'")
+        sqlite_rows(data_dir, "UPDATE job_leases SET expires_at = '1970-01-01 00:00:00' WHERE name = 'acme.orders'")
         daemon = start_daemon(data_dir, workers=1, port=port)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -20,9 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.acme.test_acme_orders import _account, _drive_until_done
-from tests.acme.test_acme_restart import _sql
 from tests.conftest import auth
+from tests.support.acme import create_account, drive_until_done, sqlite_rows
 from tests.support.daemon import free_port, init_data_dir, start_daemon
 from tests.support.lint import openssl_verify
 from tests.support.pebble import start_pebble
@@ -160,7 +159,7 @@ def test_listener_refuses_unless_acme_tls_alpn_and_a_pending_name(client, admin_
                                                                     challtestsrv, listener):
     domain = "refuse.alpn-test.example"
     challtestsrv.add_a(domain)
-    order = _place(client, admin_token, _account(client, admin_token, alpn_pebble, "alpn-refusals"), [domain])
+    order = _place(client, admin_token, create_account(client, admin_token, alpn_pebble, "alpn-refusals"), [domain])
     challenge = order["challenges"][0]
     assert challenge["type"] == "tls-alpn-01"
     port = listener.port("tls-alpn-01")
@@ -185,7 +184,7 @@ def test_listener_refuses_unless_acme_tls_alpn_and_a_pending_name(client, admin_
         der = _alpn_handshake(port, server_name)
         _assert_challenge_certificate(der, domain, challenge["tls_alpn01_key_authorization"])
 
-    done = _drive_until_done(client, admin_token, services, order["id"])
+    done = drive_until_done(client, admin_token, services, order["id"])
     assert done["status"] == "valid", done
     # The order is finished: its name is no longer answered.
     with pytest.raises(OSError):
@@ -197,13 +196,13 @@ def test_tls_alpn01_order_issues_a_certificate_chaining_to_pebbles_root(client, 
     domains = ["www.alpn-test.example", "api.alpn-test.example"]
     for name in domains:
         challtestsrv.add_a(name)
-    order = _place(client, admin_token, _account(client, admin_token, alpn_pebble, "alpn-e2e"), domains)
+    order = _place(client, admin_token, create_account(client, admin_token, alpn_pebble, "alpn-e2e"), domains)
     assert order["challenge_type"] == "tls-alpn-01"
     for challenge in order["challenges"]:
         der = _alpn_handshake(listener.port("tls-alpn-01"), challenge["domain"])
         _assert_challenge_certificate(der, challenge["domain"], challenge["tls_alpn01_key_authorization"])
 
-    done = _drive_until_done(client, admin_token, services, order["id"])
+    done = drive_until_done(client, admin_token, services, order["id"])
     assert done["status"] == "valid", done
     assert all(c["status"] == "valid" for c in done["challenges"])
     cert = client.simulate_get(f"/v1/pki/certificates/{done['certificate_id']}", headers=auth(admin_token)).json
@@ -220,7 +219,7 @@ def test_http01_port_answers_only_challenge_tokens(client, admin_token, alpn_peb
     base = f"http://127.0.0.1:{listener.port('http-01')}"
     domain = "plain.alpn-test.example"
     challtestsrv.add_a(domain)
-    order = _place(client, admin_token, _account(client, admin_token, alpn_pebble, "http01-port"), [domain], "http-01")
+    order = _place(client, admin_token, create_account(client, admin_token, alpn_pebble, "http01-port"), [domain], "http-01")
     path = order["challenges"][0]["http01_path"]
 
     answer = requests.get(base + path, timeout=5)
@@ -299,7 +298,7 @@ def test_serve_runs_the_listeners_and_orders_complete_through_them(served_setup,
         challtestsrv.add_a(name)
     # This test holds the order driver's lease at first, so the orders wait, unfinished, until it lets go.
     until = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).replace(tzinfo=None, microsecond=0)
-    _sql(data_dir, "INSERT INTO job_leases (name, holder, expires_at) VALUES (?, ?, ?)", "acme.orders", "test", str(until))
+    sqlite_rows(data_dir, "INSERT INTO job_leases (name, holder, expires_at) VALUES (?, ?, ?)", "acme.orders", "test", str(until))
     daemon = _start(data_dir, http_port, tls_port)
     try:
         api, plain = daemon.url, f"http://127.0.0.1:{http_port}"
@@ -326,7 +325,7 @@ def test_serve_runs_the_listeners_and_orders_complete_through_them(served_setup,
                                       alpn["tls_alpn01_key_authorization"])
 
         # Let the daemon's job drive both: Pebble validates through the serve-spawned listener's two ports.
-        _sql(data_dir, "DELETE FROM job_leases WHERE name = 'acme.orders'")
+        sqlite_rows(data_dir, "DELETE FROM job_leases WHERE name = 'acme.orders'")
         deadline = time.monotonic() + 60
         done = {}
         while len(done) < 2:
