@@ -226,16 +226,8 @@ class AcmeCaBackend(abc.ABC):
     eab_required: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        """Keep the (already validated, secret-resolved) config; do no network I/O here.
-
-        ``propagation_timeout`` and ``propagation_interval`` in the config (see
-        :data:`PROPAGATION_CONFIG_PROPERTIES`) override the class defaults for this instance.
-        """
+        """Keep the (already validated, secret-resolved) config; do no network I/O here."""
         self.config: Mapping[str, Any] = config
-        if "propagation_timeout" in config:
-            self.propagation_timeout = float(config["propagation_timeout"])
-        if "propagation_interval" in config:
-            self.propagation_interval = float(config["propagation_interval"])
 
     @property
     def directory_url(self) -> str:
