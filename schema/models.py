@@ -358,6 +358,7 @@ class AcmeAccount(BaseModel):
     deactivated_at = peewee.DateTimeField(null=True)
     # Key rollover in flight: the new key (sealed like key_ciphertext) until the CA is known to have it.
     next_key_ciphertext = BytesField(null=True)
+    next_key_at = peewee.DateTimeField(null=True)  # when that rollover began
     key_rolled_at = peewee.DateTimeField(null=True)
 
     class Meta:

@@ -7,6 +7,7 @@ registration only and never stored; only the key id is kept, for the record.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -24,6 +25,10 @@ from ..secret_store import SecretReference, check_path, resolve_reference
 from . import acme_client
 
 log = logging.getLogger("scaivault_pki.acme")
+
+#: A pending key rollover older than this is taken as interrupted (the CA answers within its network timeout);
+#: a younger one is still in flight, and its request's own outcome decides.
+ROLLOVER_STALE_AFTER = dt.timedelta(seconds=2 * acme_client.NETWORK_TIMEOUT)
 
 # Body fields that are the backend's settings (validated against its config_schema).
 _BACKEND_FIELDS = ("environment", "directory_url", "ca_bundle", "eab_kid", "eab_hmac_key")
@@ -91,7 +96,7 @@ def connect_account(envelope: Any, account: AcmeAccount) -> acme_client.Connecti
 
     A key rollover left unfinished (a crash between the CA's change and ours) is settled first.
     """
-    if account.next_key_ciphertext is not None:
+    if account.next_key_ciphertext is not None and account.next_key_at <= utcnow() - ROLLOVER_STALE_AFTER:
         account = _settle_rollover(envelope, account)
     try:
         return acme_client.connect(account.directory_url, open_account_key(envelope, account),
@@ -144,7 +149,7 @@ def rollover_key(envelope: Any, tenant_id: str, account_id: str) -> AcmeAccount:
     new_key = acme_client.generate_account_key()
     sealed = envelope.seal(acme_client.account_key_der(new_key), account_context(account.id))
     with write_transaction():
-        claimed = AcmeAccount.update(next_key_ciphertext=sealed, updated_at=utcnow()).where(
+        claimed = AcmeAccount.update(next_key_ciphertext=sealed, next_key_at=utcnow(), updated_at=utcnow()).where(
             (AcmeAccount.id == account.id) & AcmeAccount.next_key_ciphertext.is_null()).execute()
     if claimed != 1:
         raise ApiError("conflict", "a key rollover of this account is already in progress", {"account_id": account.id})
@@ -152,7 +157,7 @@ def rollover_key(envelope: Any, tenant_id: str, account_id: str) -> AcmeAccount:
         acme_client.change_key(conn, new_key)
     except acme_client.AcmeUpstreamError as exc:
         with write_transaction():
-            AcmeAccount.update(next_key_ciphertext=None).where(AcmeAccount.id == account.id).execute()
+            AcmeAccount.update(next_key_ciphertext=None, next_key_at=None).where(AcmeAccount.id == account.id).execute()
         raise ApiError("acme_upstream_error", str(exc)) from exc
     _promote_next_key(account)
     log.info("acme account key rolled over", extra={"tenant_id": tenant_id, "account_id": account.id})
@@ -162,13 +167,14 @@ def rollover_key(envelope: Any, tenant_id: str, account_id: str) -> AcmeAccount:
 def _promote_next_key(account: AcmeAccount) -> None:
     now = utcnow()
     with write_transaction():
-        AcmeAccount.update(key_ciphertext=AcmeAccount.next_key_ciphertext, next_key_ciphertext=None, key_rolled_at=now,
-                           updated_at=now).where(
+        AcmeAccount.update(key_ciphertext=AcmeAccount.next_key_ciphertext, next_key_ciphertext=None, next_key_at=None,
+                           key_rolled_at=now, updated_at=now).where(
             (AcmeAccount.id == account.id) & AcmeAccount.next_key_ciphertext.is_null(False)).execute()
 
 
 def _settle_rollover(envelope: Any, account: AcmeAccount) -> AcmeAccount:
-    """Finish or forget an interrupted rollover: ask the CA which account the pending key belongs to."""
+    """Finish or forget an interrupted rollover (pending for longer than ``ROLLOVER_STALE_AFTER``, so not one in
+    flight in another worker): ask the CA which account the pending key belongs to."""
     pending = acme_client.load_account_key(envelope.open(account.next_key_ciphertext, account_context(account.id)))
     try:
         owner = acme_client.account_url_for_key(account.directory_url, pending, ca_bundle_pem=account.ca_bundle_pem)
@@ -179,7 +185,7 @@ def _settle_rollover(envelope: Any, account: AcmeAccount) -> AcmeAccount:
         log.info("acme account key rollover completed after an interruption", extra={"account_id": account.id})
     else:
         with write_transaction():
-            AcmeAccount.update(next_key_ciphertext=None).where(AcmeAccount.id == account.id).execute()
+            AcmeAccount.update(next_key_ciphertext=None, next_key_at=None).where(AcmeAccount.id == account.id).execute()
         log.info("acme account key rollover had not reached the CA: dropped", extra={"account_id": account.id})
     return AcmeAccount.get_by_id(account.id)
 

@@ -526,8 +526,9 @@ def complete_challenge(envelope: Any, tenant_id: str, challenge_id: str, *, plug
 
     For dns-01 this skips the propagation check (the TXT record is put up first if the job has not yet): for an
     operator who knows the record is served. Manual dns-01 orders are answered only this way: publish the
-    challenge's ``dns01_txt_value`` at its ``dns01_txt_name``, then complete it. 404 for a challenge of another tenant, 409 once its order ended or
-    its authorization is no longer pending; a challenge already answered is left as it is (200).
+    challenge's ``dns01_txt_value`` at its ``dns01_txt_name``, then complete it. 404 for a challenge of another
+    tenant, 409 once its order ended or its authorization is no longer pending; a challenge already answered is
+    left as it is (200).
     """
     row = (AcmeChallenge.select().join(AcmeOrder)
            .where((AcmeChallenge.id == challenge_id) & (AcmeOrder.tenant == tenant_id)).first())

@@ -19,5 +19,6 @@ STATEMENTS = [
     # Key rollover (RFC 8555 7.3.5): the new key is sealed here before the CA is asked, so a crash between the
     # CA's change and ours loses nothing; it becomes key_ciphertext once the CA is known to have it.
     "ALTER TABLE acme_accounts ADD COLUMN next_key_ciphertext BYTEA",
+    "ALTER TABLE acme_accounts ADD COLUMN next_key_at TIMESTAMP",
     "ALTER TABLE acme_accounts ADD COLUMN key_rolled_at TIMESTAMP",
 ]

@@ -3,6 +3,8 @@ deactivation."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from tests.acme.conftest import EAB_KEYS
 from tests.conftest import auth
 from tests.support.acme import account_body
@@ -97,31 +99,37 @@ def test_an_interrupted_key_rollover_is_settled_on_next_use(client, admin_token,
     """A crash after the CA changed the key but before the record did: the next use asks the CA and keeps the
     key the CA has. A pending key the CA never saw is dropped."""
     from scaivault_pki.pki import acme_accounts, acme_client
-    from scaivault_pki.schema.models import AcmeAccount
+    from scaivault_pki.schema.models import AcmeAccount, utcnow
 
     account_id = client.simulate_post("/v1/pki/acme/accounts", headers=auth(admin_token),
                                       json=account_body(pebble, "interrupted")).json["id"]
     before = AcmeAccount.get_by_id(account_id)
 
-    def leave_pending(reach_the_ca: bool) -> bytes:
+    def leave_pending(reach_the_ca: bool, began: dt.datetime) -> bytes:
         key = acme_client.generate_account_key()
         sealed = services.envelope.seal(acme_client.account_key_der(key), acme_accounts.account_context(account_id))
-        AcmeAccount.update(next_key_ciphertext=sealed).where(AcmeAccount.id == account_id).execute()
+        AcmeAccount.update(next_key_ciphertext=sealed, next_key_at=began).where(AcmeAccount.id == account_id).execute()
         if reach_the_ca:  # the CA's side of the rollover, signed with the key still on record
             current = acme_client.connect(pebble.directory_url, acme_accounts.open_account_key(services.envelope, before),
                                           account_url=before.account_url, ca_bundle_pem=pebble.ca_bundle.read_text())
             acme_client.change_key(current, key)
         return sealed
 
+    interrupted = utcnow() - acme_accounts.ROLLOVER_STALE_AFTER - dt.timedelta(seconds=1)
+    # In flight (just begun, perhaps in another worker): left alone, its own request decides.
+    in_flight = leave_pending(False, utcnow())
+    acme_accounts.connect_account(services.envelope, AcmeAccount.get_by_id(account_id))
+    assert bytes(AcmeAccount.get_by_id(account_id).next_key_ciphertext) == bytes(in_flight)
+
     # Never reached the CA: dropped, the old key stays.
-    leave_pending(False)
+    leave_pending(False, interrupted)
     conn = acme_accounts.connect_account(services.envelope, AcmeAccount.get_by_id(account_id))
     row = AcmeAccount.get_by_id(account_id)
     assert row.next_key_ciphertext is None and bytes(row.key_ciphertext) == bytes(before.key_ciphertext)
     assert conn.client.net.account.uri == before.account_url
 
     # Reached the CA: kept.
-    sealed = leave_pending(True)
+    sealed = leave_pending(True, interrupted)
     acme_accounts.connect_account(services.envelope, AcmeAccount.get_by_id(account_id))
     row = AcmeAccount.get_by_id(account_id)
     assert row.next_key_ciphertext is None and bytes(row.key_ciphertext) == bytes(sealed) and row.key_rolled_at
